@@ -1,0 +1,376 @@
+"""Configuration: levels, batch export settings and the tenant templates.
+
+Precedence is explicit argument > environment > default. ``TelemetryConfig(...)``
+takes only what it is given; ``TelemetryConfig.from_env(**explicit)`` layers the
+environment under the explicit arguments. A bad explicit value raises
+``ValueError`` here, at configuration time; a bad environment value warns once
+and falls back to the default, because a typo in a deployment must not take the
+service down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from enum import Enum
+from typing import Any, Literal
+
+from tenantrace.instrumentation.tenants import validate_tenant_id
+
+__all__ = [
+    "BatchExportConfig",
+    "ExporterType",
+    "OtlpProtocol",
+    "TelemetryConfig",
+    "TelemetryLevel",
+]
+
+_logger = logging.getLogger(__name__)
+
+ExporterType = Literal["otlp", "console", "memory", "none"]
+OtlpProtocol = Literal["grpc", "http/protobuf"]
+
+_EXPORTERS: tuple[str, ...] = ("otlp", "console", "memory", "none")
+_PROTOCOLS: tuple[str, ...] = ("grpc", "http/protobuf")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+class TelemetryLevel(Enum):
+    """How much is traced. A span whose level is above the configured one is a no-op."""
+
+    DISABLED = "disabled"  # No telemetry
+    BASIC = "basic"  # Only search operations
+    DETAILED = "detailed"  # Search + encoders + backend
+    VERBOSE = "verbose"  # Everything including internal operations
+
+    @property
+    def rank(self) -> int:
+        return _RANKS[self]
+
+    @classmethod
+    def parse(cls, value: TelemetryLevel | str) -> TelemetryLevel:
+        """Accept a level or its name/value in any case; raise ``ValueError`` otherwise."""
+        if isinstance(value, TelemetryLevel):
+            return value
+        if isinstance(value, str):
+            key = value.strip().lower()
+            for level in cls:
+                if key in (level.value, level.name.lower()):
+                    return level
+        choices = ", ".join(level.value for level in cls)
+        raise ValueError(f"unknown telemetry level {value!r}; expected one of: {choices}")
+
+
+_RANKS = {
+    TelemetryLevel.DISABLED: 0,
+    TelemetryLevel.BASIC: 1,
+    TelemetryLevel.DETAILED: 2,
+    TelemetryLevel.VERBOSE: 3,
+}
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass
+class BatchExportConfig:
+    """Settings of the one export pipeline shared by every tenant."""
+
+    max_queue_size: int = 2048
+    max_export_batch_size: int = 512
+    export_timeout_millis: int = 30_000
+    schedule_delay_millis: int = 500
+
+    # Queue behavior when full
+    drop_on_queue_full: bool = True
+    log_dropped_spans: bool = True
+
+    # Test mode - synchronous export
+    use_sync_export: bool = False  # Set via TELEMETRY_SYNC_EXPORT=true
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first field that is out of range."""
+        _require(self.max_queue_size > 0, f"max_queue_size must be > 0, got {self.max_queue_size}")
+        _require(
+            0 < self.max_export_batch_size <= self.max_queue_size,
+            "max_export_batch_size must be > 0 and <= max_queue_size, "
+            f"got {self.max_export_batch_size} (queue {self.max_queue_size})",
+        )
+        _require(
+            self.export_timeout_millis > 0,
+            f"export_timeout_millis must be > 0, got {self.export_timeout_millis}",
+        )
+        _require(
+            self.schedule_delay_millis >= 0,
+            f"schedule_delay_millis must be >= 0, got {self.schedule_delay_millis}",
+        )
+
+
+@dataclass
+class TelemetryConfig:
+    """Everything the tenant-aware registry needs; validated on construction."""
+
+    # Core settings
+    enabled: bool = True
+    level: TelemetryLevel = TelemetryLevel.DETAILED
+    environment: str = "development"
+    service_name: str = "tenantrace"
+
+    # OpenTelemetry OTLP settings (backend-agnostic)
+    otlp_enabled: bool = True
+    otlp_endpoint: str = "localhost:4317"
+    otlp_use_tls: bool = False
+    otlp_protocol: OtlpProtocol = "grpc"
+    otlp_headers: dict[str, str] = field(default_factory=dict)
+    # Where spans go: "otlp" (when otlp_enabled), "console", "memory" or "none".
+    exporter_type: ExporterType = "otlp"
+
+    # Multi-tenant settings
+    tenant_project_template: str = "cogniverse-{tenant_id}"
+    tenant_service_template: str = "cogniverse-{tenant_id}-{service}"
+    default_tenant_id: str = "default"
+    max_cached_tenants: int = 100
+
+    # Batch export settings
+    batch_config: BatchExportConfig = field(default_factory=BatchExportConfig)
+
+    # Bounds applied by the SDK to every span (attribute values are truncated).
+    max_attribute_length: int = 4096
+    max_span_attributes: int = 128
+    max_span_events: int = 128
+    max_span_links: int = 128
+
+    # Extra Resource attributes put on every tenant's provider.
+    resource_attributes: dict[str, str] = field(default_factory=dict)
+
+    # Scrubbing on the export thread (see tenantrace.instrumentation.scrubbing):
+    # secret-looking attribute keys are redacted; add regular expressions
+    # (searched in the lowercased key) and a ``callback(key, value) -> value | None``.
+    redact_secrets: bool = True
+    redact_patterns: tuple[str, ...] = ()
+    redact_callback: Callable[[str, Any], Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.level = TelemetryLevel.parse(self.level)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first setting that cannot work."""
+        _require(
+            self.exporter_type in _EXPORTERS,
+            f"exporter_type must be one of {_EXPORTERS}, got {self.exporter_type!r}",
+        )
+        _require(
+            self.otlp_protocol in _PROTOCOLS,
+            f"otlp_protocol must be one of {_PROTOCOLS}, got {self.otlp_protocol!r}",
+        )
+        _check_template(self.tenant_project_template, "tenant_project_template", ("tenant_id",))
+        _check_template(
+            self.tenant_service_template, "tenant_service_template", ("tenant_id", "service")
+        )
+        validate_tenant_id(self.default_tenant_id)
+        _require(
+            self.max_cached_tenants > 0,
+            f"max_cached_tenants must be > 0, got {self.max_cached_tenants}",
+        )
+        for name in ("max_attribute_length", "max_span_attributes", "max_span_events"):
+            value = getattr(self, name)
+            _require(value > 0, f"{name} must be > 0, got {value}")
+        _require(self.max_span_links >= 0, f"max_span_links must be >= 0, got {self.max_span_links}")
+        self.redact_patterns = tuple(self.redact_patterns)
+        for pattern in self.redact_patterns:
+            try:
+                re.compile(pattern)
+            except (re.error, TypeError) as exc:
+                raise ValueError(f"redact_patterns: invalid pattern {pattern!r} ({exc})") from None
+        _require(
+            self.redact_callback is None or callable(self.redact_callback),
+            "redact_callback must be callable(key, value) -> value | None",
+        )
+        if not isinstance(self.batch_config, BatchExportConfig):
+            raise ValueError("batch_config must be a BatchExportConfig")
+        self.batch_config.validate()
+
+    @property
+    def effective_exporter(self) -> ExporterType:
+        """The exporter in force once ``otlp_enabled=False`` is taken into account."""
+        if self.exporter_type == "otlp" and not self.otlp_enabled:
+            return "none"
+        return self.exporter_type
+
+    def get_project_name(self, tenant_id: str, service: str | None = None) -> str:
+        """The backend project of ``tenant_id`` (and ``service``), from the templates.
+
+        ``get_project_name("tenant-123", "video")`` gives ``cogniverse-tenant-123-video``
+        with the default templates. The tenant id is validated first, so nothing
+        untrusted can shape a project name.
+        """
+        tenant = validate_tenant_id(tenant_id)
+        if service is None:
+            return self.tenant_project_template.format(tenant_id=tenant)
+        validate_tenant_id(service, what="service/project name")
+        return self.tenant_service_template.format(tenant_id=tenant, service=service)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **explicit: Any
+    ) -> TelemetryConfig:
+        """Build a config from the environment, with ``explicit`` arguments on top.
+
+        Reads ``OTEL_SDK_DISABLED``, ``OTEL_SERVICE_NAME``,
+        ``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTLP_ENDPOINT``,
+        ``OTEL_EXPORTER_OTLP_PROTOCOL``, ``OTEL_TRACES_EXPORTER``,
+        ``OTEL_EXPORTER_TYPE``, ``TELEMETRY_LEVEL``, ``TELEMETRY_SYNC_EXPORT``,
+        ``TELEMETRY_ENVIRONMENT`` and ``OTEL_BSP_*``.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = _config_from_env(env)
+        batch_values = _batch_from_env(env)
+        batch = explicit.pop("batch_config", None)
+        if batch is None:
+            batch = BatchExportConfig(**batch_values)
+        values.update(explicit)
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown TelemetryConfig field(s): {sorted(unknown)}")
+        return cls(batch_config=batch, **values)
+
+    def with_overrides(self, **changes: Any) -> TelemetryConfig:
+        """A validated copy with ``changes`` applied."""
+        return replace(self, **changes)
+
+
+def _check_template(template: str, name: str, allowed: tuple[str, ...]) -> None:
+    try:
+        placeholders = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as exc:
+        raise ValueError(f"{name} is not a valid format string: {template!r} ({exc})") from None
+    _require("tenant_id" in placeholders, f"{name} must contain '{{tenant_id}}', got {template!r}")
+    extra = placeholders - set(allowed)
+    _require(not extra, f"{name} has unknown placeholder(s) {sorted(extra)}: {template!r}")
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(variable: str, value: str, expected: str) -> None:
+    if variable in _warned:
+        return
+    _warned.add(variable)
+    _logger.warning(
+        "tenantrace: ignoring %s=%r (expected %s); using the default", variable, value, expected
+    )
+
+
+def _env_bool(env: Mapping[str, str], name: str) -> bool | None:
+    raw = env.get(name)
+    if raw is None:
+        return None
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    _warn_once(name, raw, "true or false")
+    return None
+
+
+def _env_int(env: Mapping[str, str], name: str, minimum: int) -> int | None:
+    raw = env.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        _warn_once(name, raw, f"an integer >= {minimum}")
+        return None
+    return value
+
+
+def _config_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    disabled = _env_bool(env, "OTEL_SDK_DISABLED")
+    if disabled is not None:
+        values["enabled"] = not disabled
+    level = env.get("TELEMETRY_LEVEL")
+    if level is not None:
+        try:
+            values["level"] = TelemetryLevel.parse(level)
+        except ValueError:
+            _warn_once("TELEMETRY_LEVEL", level, "disabled, basic, detailed or verbose")
+    if service := env.get("OTEL_SERVICE_NAME", "").strip():
+        values["service_name"] = service
+    if environment := env.get("TELEMETRY_ENVIRONMENT", "").strip():
+        values["environment"] = environment
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    endpoint = endpoint or env.get("OTLP_ENDPOINT")
+    if endpoint and endpoint.strip():
+        values["otlp_endpoint"] = endpoint.strip()
+    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL"
+    )
+    if protocol is not None:
+        if protocol.strip() in _PROTOCOLS:
+            values["otlp_protocol"] = protocol.strip()
+        else:
+            _warn_once("OTEL_EXPORTER_OTLP_PROTOCOL", protocol, "grpc or http/protobuf")
+    insecure = _env_bool(env, "OTEL_EXPORTER_OTLP_INSECURE")
+    if insecure is not None:
+        values["otlp_use_tls"] = not insecure
+    exporter = _exporter_from_env(env)
+    if exporter is not None:
+        values["exporter_type"] = exporter
+    return values
+
+
+def _exporter_from_env(env: Mapping[str, str]) -> str | None:
+    # The seeds' OTEL_EXPORTER_TYPE wins over the standard OTEL_TRACES_EXPORTER
+    # because it is the more specific, toolkit-level switch.
+    for name in ("OTEL_EXPORTER_TYPE", "OTEL_TRACES_EXPORTER"):
+        raw = env.get(name)
+        if raw is None:
+            continue
+        # The standard variable may list several exporters; the first is used.
+        value = raw.split(",")[0].strip().lower()
+        if value in _EXPORTERS:
+            return value
+        _warn_once(name, raw, "otlp, console, memory or none")
+    return None
+
+
+def _batch_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    sync = _env_bool(env, "TELEMETRY_SYNC_EXPORT")
+    if sync is not None:
+        values["use_sync_export"] = sync
+    for variable, name, minimum in (
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "max_queue_size", 1),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "max_export_batch_size", 1),
+        ("OTEL_BSP_EXPORT_TIMEOUT", "export_timeout_millis", 1),
+        ("OTEL_BSP_SCHEDULE_DELAY", "schedule_delay_millis", 0),
+    ):
+        value = _env_int(env, variable, minimum)
+        if value is not None:
+            values[name] = value
+    queue = values.get("max_queue_size", BatchExportConfig.max_queue_size)
+    if values.get("max_export_batch_size", 0) > queue:
+        _warn_once("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", str(values.pop("max_export_batch_size")),
+                   "at most OTEL_BSP_MAX_QUEUE_SIZE")
+    if "max_export_batch_size" not in values and queue < BatchExportConfig.max_export_batch_size:
+        values["max_export_batch_size"] = queue
+    return values

@@ -1,0 +1,491 @@
+"""The one export pipeline every tenant shares: one bounded queue, one thread, one exporter.
+
+Each tenant's provider gets a tiny ``TenantSpanProcessor`` that hands ended
+spans, tagged with their tenant, to the shared ``ExportPipeline``. Nothing is
+queued inside a provider, so evicting a provider from the LRU loses no span.
+OTLP groups spans by Resource, so one export request carries many tenants'
+spans, each landing in its own project.
+
+Fairness when the queue is full: the queue is split into one FIFO per tenant
+under one global bound. A span arriving at a full queue displaces the newest
+queued span of the tenant that holds the most, when that tenant holds more than
+the newcomer's own tenant plus one; otherwise the new span is dropped. This is
+max-min fairness: every tenant can always queue up to its fair share
+(``max_queue_size`` divided by the tenants with queued spans), a noisy tenant
+loses its own spans first and cannot crowd a quiet tenant out, and tenants that
+all want more than the queue end with equal shares (within one span). Batches
+are drained round-robin across tenants.
+
+Finding the tenant that holds the most is O(1) and costs nothing while the
+queue has room: the first time the queue fills, tenants are indexed in buckets
+by the length of their queue (``_by_len``, the longest length tracked exactly);
+the index is kept up to date until the queue drains to half, then dropped. So
+the common path does no bookkeeping and a full queue never scans the tenants
+per span (one O(tenants) build per overflow episode).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from tenantrace.instrumentation.config import BatchExportConfig
+from tenantrace.instrumentation.exporters import (
+    REQUEST_BUDGET_BYTES,
+    fit_span,
+    rate_limit_otel_logs,
+    resource_size,
+    span_size,
+)
+
+__all__ = ["ExportPipeline", "PipelineStats", "TenantSpanProcessor"]
+
+_logger = logging.getLogger(__name__)
+
+# Per-tenant drop counters are bounded too: past this many tenants the rest are
+# summed under one key so a flood of tenant ids cannot grow memory.
+MAX_TENANT_COUNTERS: Final = 10_000
+OTHER_TENANTS: Final = "(other)"
+
+# The most an interpreter exit waits to flush what is still queued.
+EXIT_FLUSH_MILLIS: Final = 5000
+
+SpanTransform = Callable[[ReadableSpan], ReadableSpan]
+
+
+def _weak_call(method: Callable[[], None]) -> Callable[[], None]:
+    """A callback for atexit / at-fork that does not keep its pipeline alive."""
+    ref = weakref.WeakMethod(method)
+
+    def call() -> None:
+        target = ref()
+        if target is not None:
+            target()
+
+    return call
+
+
+@dataclass
+class PipelineStats:
+    """Counters of the pipeline; read through ``TelemetryManager.get_stats()``."""
+
+    spans_ended: int = 0
+    exported_spans: int = 0
+    dropped_spans: int = 0
+    export_failures: int = 0
+    failed_spans: int = 0
+    # Spans rewritten to fit one export request or to be encodable at all.
+    trimmed_spans: int = 0
+    # Spans the span transform (scrubbing) raised on: dropped, never sent raw.
+    transform_failures: int = 0
+    dropped_by_tenant: dict[str, int] = field(default_factory=dict)
+
+    def count_drop(self, tenant_id: str, count: int = 1) -> None:
+        self.dropped_spans += count
+        key = tenant_id
+        if key not in self.dropped_by_tenant and len(self.dropped_by_tenant) >= MAX_TENANT_COUNTERS:
+            key = OTHER_TENANTS
+        self.dropped_by_tenant[key] = self.dropped_by_tenant.get(key, 0) + count
+
+
+class _OnceLogger:
+    """Logs each kind of failure once per pipeline, never per span."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def warning(self, kind: str, message: str, *args: object) -> None:
+        if kind in self._seen:
+            return
+        self._seen.add(kind)
+        _logger.warning(message, *args)
+
+
+class ExportPipeline:
+    """One bounded, tenant-fair queue drained by one thread into one exporter."""
+
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        config: BatchExportConfig,
+        transform: SpanTransform | None = None,
+        *,
+        max_request_bytes: int = REQUEST_BUDGET_BYTES,
+    ) -> None:
+        self._exporter = exporter
+        self._config = config
+        self._transform = transform
+        self._max_request_bytes = max_request_bytes
+        # The SDK and the OTLP exporters log per dropped attribute / failed batch.
+        rate_limit_otel_logs()
+        self.stats = PipelineStats()
+        self._log = _OnceLogger()
+        self._sync = config.use_sync_export
+        self._max_queue = config.max_queue_size
+        self._max_batch = config.max_export_batch_size
+        self._delay_s = config.schedule_delay_millis / 1000
+        self._block_s = config.export_timeout_millis / 1000
+        self._is_shutdown = False
+        self._init_queue_state()
+        if not self._sync:
+            self._start_worker()
+        # After fork the worker thread is gone and the lock may be held by a
+        # thread that no longer exists: the child starts a fresh queue.
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_weak_call(self._after_fork_in_child))
+        # Spans still queued when the interpreter exits are flushed, within a bound,
+        # like the SDK's TracerProvider does (the export thread is a daemon).
+        if not self._sync:
+            atexit.register(_weak_call(self._at_exit))
+
+    # ----------------------------------------------------------------- state
+
+    def _init_queue_state(self) -> None:
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+        self._flushed = threading.Condition(self._lock)
+        self._queues: dict[str, deque[ReadableSpan]] = {}
+        self._size = 0
+        # While the queue is (nearly) full: tenants by the length of their queue
+        # (insertion-ordered sets) and the longest length. None otherwise.
+        self._by_len: dict[int, dict[str, None]] | None = None
+        self._max_len = 0
+        self._flush_requested = 0
+        self._flush_done = 0
+        self._worker: threading.Thread | None = None
+        # Set while the last export failed: a blocking queue then drops instead of
+        # making the user's thread wait for a collector that is not answering.
+        self._collector_down = False
+
+    def _start_worker(self) -> None:
+        self._worker = threading.Thread(target=self._run, name="tenantrace-export", daemon=True)
+        self._worker.start()
+
+    def _after_fork_in_child(self) -> None:
+        self._init_queue_state()
+        self.stats = PipelineStats()
+        if not self._sync and not self._is_shutdown:
+            self._start_worker()
+
+    def _at_exit(self) -> None:
+        self.shutdown(timeout_millis=min(self._config.export_timeout_millis, EXIT_FLUSH_MILLIS))
+
+    @property
+    def queued(self) -> int:
+        return self._size
+
+    @property
+    def worker_alive(self) -> bool:
+        return self._sync or (self._worker is not None and self._worker.is_alive())
+
+    def processor_for(self, tenant_id: str) -> TenantSpanProcessor:
+        return TenantSpanProcessor(self, tenant_id)
+
+    # --------------------------------------------------------------- enqueue
+
+    def submit(self, span: ReadableSpan, tenant_id: str) -> None:
+        """Queue one ended span of ``tenant_id``; never raises."""
+        if self._is_shutdown:
+            return
+        if self._sync:
+            self._export_now([span], tenant_id)
+            return
+        with self._lock:
+            self.stats.spans_ended += 1
+            if self._size >= self._max_queue and not self._make_room(tenant_id):
+                return
+            queue = self._queues.get(tenant_id)
+            if queue is None:
+                queue = self._queues[tenant_id] = deque()
+            queue.append(span)
+            self._size += 1
+            if self._by_len is not None:
+                self._moved(tenant_id, len(queue) - 1, len(queue))
+            if self._size >= self._max_batch:
+                self._not_empty.notify()
+
+    def _make_room(self, tenant_id: str) -> bool:
+        """Called with the lock held and the queue full. True if the span may be queued."""
+        if not self._config.drop_on_queue_full and not self._collector_down:
+            deadline = time.monotonic() + self._block_s
+            self._not_empty.notify()
+            while self._size >= self._max_queue and not (self._is_shutdown or self._collector_down):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._not_full.wait(remaining)
+            if self._size < self._max_queue:
+                return True
+        else:
+            own = self._queues.get(tenant_id)
+            own_len = len(own) if own is not None else 0
+            by_len = self._by_len if self._by_len is not None else self._index()
+            if self._max_len > own_len + 1:
+                # Ties at the longest length give up spans in turn: a victim moves
+                # to the shorter bucket, behind the others still at the top.
+                victim = next(iter(by_len[self._max_len]))
+                self._queues[victim].pop()
+                self._size -= 1
+                self._moved(victim, self._max_len, self._max_len - 1)
+                self._count_drop(victim)
+                return True
+        self._count_drop(tenant_id)
+        return False
+
+    def _index(self) -> dict[int, dict[str, None]]:
+        """Called with the lock held when the queue fills: bucket the tenants by length."""
+        by_len: dict[int, dict[str, None]] = {}
+        for tenant_id, queue in self._queues.items():
+            by_len.setdefault(len(queue), {})[tenant_id] = None
+        self._by_len = by_len
+        self._max_len = max(by_len, default=0)
+        return by_len
+
+    def _moved(self, tenant_id: str, old_len: int, new_len: int) -> None:
+        """Called with the lock held and the index on: a queue went from old_len to new_len."""
+        by_len = self._by_len
+        assert by_len is not None
+        if old_len:
+            del by_len[old_len][tenant_id]
+        if new_len:
+            bucket = by_len.get(new_len)
+            if bucket is None:
+                bucket = by_len[new_len] = {}
+            bucket[tenant_id] = None
+            self._max_len = max(self._max_len, new_len)
+        while self._max_len and not by_len.get(self._max_len):
+            self._max_len -= 1
+
+    def _count_drop(self, tenant_id: str) -> None:
+        self.stats.count_drop(tenant_id)
+        if self._config.log_dropped_spans:
+            self._log.warning(
+                "queue-full",
+                "tenantrace: export queue full (%d spans); dropping spans. "
+                "Dropped spans are counted per tenant in get_stats().",
+                self._max_queue,
+            )
+
+    # ---------------------------------------------------------------- export
+
+    def _take_batch(self) -> tuple[list[ReadableSpan], list[str]]:
+        """Called with the lock held: up to one batch, round-robin over tenants."""
+        batch: list[ReadableSpan] = []
+        owners: list[str] = []
+        room = min(self._max_batch, self._size)
+        while len(batch) < room:
+            share = max(1, (room - len(batch)) // len(self._queues))
+            for tenant_id in list(self._queues):
+                queue = self._queues[tenant_id]
+                length = len(queue)
+                take = min(share, length, room - len(batch))
+                for _ in range(take):
+                    batch.append(queue.popleft())
+                owners.extend([tenant_id] * take)
+                if self._by_len is not None:
+                    self._moved(tenant_id, length, length - take)
+                if not queue:
+                    del self._queues[tenant_id]
+                if len(batch) >= room:
+                    break
+        self._size -= len(batch)
+        if self._by_len is not None and self._size <= self._max_queue // 2:
+            self._by_len = None  # the overflow episode is over; stop the bookkeeping
+        if batch:
+            self._not_full.notify_all()
+        return batch, owners
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if (
+                    self._size < self._max_batch
+                    and self._flush_requested == self._flush_done
+                    and not self._is_shutdown
+                ):
+                    self._not_empty.wait(self._delay_s)
+                flush_target = self._flush_requested
+                batch, owners = self._take_batch()
+                stopping = self._is_shutdown and not batch
+            if batch:
+                try:
+                    self._export_batch(batch, owners)
+                except Exception as exc:  # nothing may kill the export thread
+                    self._log.warning("export-bug", "tenantrace: export step raised %r", exc)
+            with self._lock:
+                if not self._size:
+                    self._flush_done = max(self._flush_done, flush_target)
+                    self._flushed.notify_all()
+            if stopping:
+                return
+
+    def _export_batch(self, batch: list[ReadableSpan], owners: list[str]) -> None:
+        spans, owners, sizes = self._prepare(batch, owners)
+        failed = False
+        for start, end in self._requests(spans, sizes):
+            chunk = spans[start:end]
+            if failed:  # the collector just failed: do not wait out its timeout again
+                result = SpanExportResult.FAILURE
+            else:
+                try:
+                    result = self._exporter.export(chunk)
+                except Exception as exc:  # an exporter must never kill the worker thread
+                    result = SpanExportResult.FAILURE
+                    self._log.warning("export-error", "tenantrace: span exporter raised %r", exc)
+            failed = result is not SpanExportResult.SUCCESS
+            self._count_result(failed, owners[start:end])
+
+    def _prepare(
+        self, batch: list[ReadableSpan], owners: list[str]
+    ) -> tuple[list[ReadableSpan], list[str], list[int]]:
+        """Transform (scrub) each span and make it fit one request; drop what cannot be."""
+        spans: list[ReadableSpan] = []
+        kept: list[str] = []
+        sizes: list[int] = []
+        trimmed = 0
+        rejected: list[str] = []
+        for ended, owner in zip(batch, owners, strict=True):
+            try:
+                span = ended if self._transform is None else self._transform(ended)
+            except Exception as exc:
+                # Never export a span raw when its scrubbing failed: drop and count it.
+                rejected.append(owner)
+                self._log.warning("transform", "tenantrace: span transform raised %r", exc)
+                continue
+            try:
+                size, encodable = span_size(span)
+                if size > self._max_request_bytes or not encodable:
+                    span = fit_span(span, self._max_request_bytes)
+                    size = span_size(span)[0]
+                    trimmed += 1
+            except Exception as exc:  # an unforeseen span shape: send it as it is
+                size = self._max_request_bytes  # in a request of its own
+                self._log.warning("size", "tenantrace: could not size a span (%r)", exc)
+            spans.append(span)
+            kept.append(owner)
+            sizes.append(size)
+        if trimmed or rejected:
+            with self._lock:
+                self.stats.trimmed_spans += trimmed
+                self.stats.transform_failures += len(rejected)
+                for owner in rejected:
+                    self.stats.count_drop(owner)
+        return spans, kept, sizes
+
+    def _requests(self, spans: list[ReadableSpan], sizes: list[int]) -> list[tuple[int, int]]:
+        """Split ``spans`` into runs whose estimated OTLP request fits the byte budget."""
+        runs: list[tuple[int, int]] = []
+        resources: dict[int, int] = {}
+        start, used = 0, 0
+        seen: set[int] = set()
+        for index, (span, size) in enumerate(zip(spans, sizes, strict=True)):
+            key = id(span.resource)
+            if key not in resources:
+                resources[key] = resource_size(span.resource)
+            cost = size + (resources[key] if key not in seen else 0)
+            if index > start and used + cost > self._max_request_bytes:
+                runs.append((start, index))
+                start, used = index, 0
+                seen.clear()
+                cost = size + resources[key]
+            seen.add(key)
+            used += cost
+        if start < len(spans):
+            runs.append((start, len(spans)))
+        return runs
+
+    def _count_result(self, failed: bool, owners: list[str]) -> None:
+        with self._lock:
+            self._collector_down = failed
+            if failed:
+                self._not_full.notify_all()  # release callers blocked on a full queue
+            if not failed:
+                self.stats.exported_spans += len(owners)
+            else:
+                self.stats.export_failures += 1
+                self.stats.failed_spans += len(owners)
+                for tenant_id in owners:
+                    self.stats.count_drop(tenant_id)
+        if failed:
+            self._log.warning(
+                "export-failed",
+                "tenantrace: export of %d spans failed; failures are counted in get_stats()",
+                len(owners),
+            )
+
+    def _export_now(self, spans: Sequence[ReadableSpan], tenant_id: str) -> None:
+        self.stats.spans_ended += len(spans)
+        self._export_batch(list(spans), [tenant_id] * len(spans))
+
+    # ------------------------------------------------------------- lifecycle
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Export everything queued so far; False if that took longer than the timeout."""
+        if self._sync or self._is_shutdown:
+            return True
+        deadline = time.monotonic() + max(0, timeout_millis) / 1000
+        with self._lock:
+            self._flush_requested += 1
+            target = self._flush_requested
+            self._not_empty.notify()
+            while self._flush_done < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self.worker_alive:
+                    return False
+                self._flushed.wait(remaining)
+        return True
+
+    def shutdown(self, timeout_millis: int = 30_000) -> bool:
+        """Flush what is queued (within the timeout), stop the worker, close the exporter."""
+        if self._is_shutdown:
+            return True
+        deadline = time.monotonic() + max(0, timeout_millis) / 1000
+        flushed = self.force_flush(timeout_millis)
+        with self._lock:
+            self._is_shutdown = True
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+        worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(max(0.0, deadline - time.monotonic()))
+        try:
+            self._exporter.shutdown()
+        except Exception as exc:
+            self._log.warning("shutdown-error", "tenantrace: exporter shutdown raised %r", exc)
+        return flushed
+
+
+class TenantSpanProcessor(SpanProcessor):
+    """The span processor of one tenant's provider: tags spans with the tenant."""
+
+    __slots__ = ("_submit", "tenant_id")
+
+    def __init__(self, pipeline: ExportPipeline, tenant_id: str) -> None:
+        self._submit = pipeline.submit
+        self.tenant_id = tenant_id
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        return None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self._submit(span, self.tenant_id)
+
+    def shutdown(self) -> None:
+        # The pipeline is shared: a provider going away must not stop it.
+        return None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True

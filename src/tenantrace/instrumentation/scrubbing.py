@@ -1,0 +1,275 @@
+"""Redaction of secret-looking attributes, run on the export thread as the span transform.
+
+Scrubbing happens after a span ends, on the one export thread, so the traced
+code pays nothing for it, and it covers every span exported, including those
+of auto-instrumented libraries routed by tenant. A value is replaced by
+``[REDACTED]`` (the key stays, so a reader sees that something was there) when
+its KEY looks like a secret: span attributes, event attributes and link
+attributes alike.
+
+What looks like a secret, in any case and with ``.``, ``_``, ``-`` or spaces
+between words: password, passwd, passphrase, secret, token, api key,
+authorization, cookie, private key, access key, credential, connection string,
+session key; the words ``pwd``, ``auth``, ``jwt``, ``bearer``, ``dsn`` on their
+own; and ``sessionid`` / ``session_id`` / ``x-session-id`` (a web session id
+is a bearer credential).
+
+Two deliberate exceptions, because redacting them would break the backend's
+own features and they are not secrets:
+
+- ``session.id`` (OpenInference / OpenTelemetry) is a conversation id that
+  Phoenix groups traces by. A dot separates *namespaces*, so "session id" is a
+  secret only when written as one word (``sessionid``, ``session_id``,
+  ``x-session-id``), never across a dot (``session.id``, ``app.session.id``).
+- Token *counts* (``llm.token_count.prompt``, ``gen_ai.usage.input_tokens``,
+  ``cost.tokens_used``) are kept when the value is a number: a token count key
+  holding a string is still redacted.
+
+Users add patterns (regular expressions searched in the lowercased key) and a
+callback ``callback(key, value) -> value | None`` that sees every remaining
+attribute (return the value to export, possibly changed, or ``None`` to drop
+the attribute). Decisions per key are cached (bounded), so the steady-state
+cost is one dict lookup per attribute.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Final
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import Link
+from opentelemetry.util.types import Attributes, AttributeValue
+
+if TYPE_CHECKING:
+    from tenantrace.instrumentation.config import TelemetryConfig
+
+__all__ = [
+    "REDACTED",
+    "ScrubCallback",
+    "Scrubber",
+    "is_secret_key",
+]
+
+_logger = logging.getLogger(__name__)
+
+REDACTED: Final = "[REDACTED]"
+
+ScrubCallback = Callable[[str, AttributeValue], AttributeValue | None]
+"""``callback(key, value)``: the value to export (maybe changed), or ``None`` to drop it."""
+
+# Matched in the key with every separator removed, so they hold across dots:
+# ``db.api.key`` and ``private.key`` are secrets as much as ``api_key``.
+_WORDS: Final = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "apikey",
+    "authorization",
+    "cookie",
+    "privatekey",
+    "accesskey",
+    "credential",
+    "connectionstring",
+    "sessionkey",
+)
+# Secret only as a whole word: "auth" but not "author", "pwd" but not "pwdlen".
+_WHOLE_WORDS: Final = frozenset({"pwd", "auth", "jwt", "bearer", "dsn"})
+# Known ids and counts that would otherwise match (see the module docstring).
+_SAFE_KEYS: Final = frozenset({"session.id", "session.previous_id"})
+_SPLIT: Final = re.compile(r"[._\-\s/:]+")
+_JOIN: Final = re.compile(r"[_\-\s/:]+")
+# "token" words that name a count: tokens, token_count, tokens_used, max_tokens...
+_TOKEN_COUNT: Final = re.compile(r"tokens|token_?count|max_?token")
+
+_SAFE: Final = 0
+_SECRET: Final = 1
+_SECRET_UNLESS_NUMBER: Final = 2
+
+_MAX_CACHED_KEYS: Final = 4096
+_MAX_KEY_CHARS: Final = 256
+
+
+def _classify(key: str, extra: Sequence[re.Pattern[str]]) -> int:
+    lower = key[:_MAX_KEY_CHARS].lower()
+    if lower in _SAFE_KEYS:
+        return _SAFE
+    compact = [_JOIN.sub("", segment) for segment in lower.split(".")]
+    joined = "".join(compact)
+    if (
+        any(pattern.search(lower) for pattern in extra)
+        or any(word in joined for word in _WORDS)
+        # "session id" only within one dotted segment: session.id is an id namespace.
+        or any("sessionid" in segment for segment in compact)
+        or not _WHOLE_WORDS.isdisjoint(_SPLIT.split(lower))
+    ):
+        return _SECRET
+    # "tokenizer" names a component, not a credential.
+    if "token" in joined.replace("tokeniz", ""):
+        return _SECRET_UNLESS_NUMBER if _TOKEN_COUNT.search(lower) else _SECRET
+    return _SAFE
+
+
+def is_secret_key(key: str, extra_patterns: Iterable[str] = ()) -> bool:
+    """True when an attribute named ``key`` would be redacted (whatever its value)."""
+    patterns = [re.compile(p, re.IGNORECASE) for p in extra_patterns]
+    return _classify(key, patterns) == _SECRET
+
+
+def _is_number(value: object) -> bool:
+    if isinstance(value, int | float):
+        return True
+    if isinstance(value, tuple | list):
+        return all(isinstance(item, int | float) for item in value)
+    return False
+
+
+class Scrubber:
+    """The span transform: a copy of the span with secret-looking values redacted.
+
+    A span with nothing to redact (and no callback) is returned as it is, with
+    no copy. Thread-safe; the key cache is bounded (cleared when full).
+    """
+
+    def __init__(
+        self,
+        extra_patterns: Iterable[str] = (),
+        callback: ScrubCallback | None = None,
+        *,
+        max_value_length: int | None = None,
+        max_cached_keys: int = _MAX_CACHED_KEYS,
+    ) -> None:
+        self._patterns = tuple(re.compile(p, re.IGNORECASE) for p in extra_patterns)
+        self._callback = callback
+        self._max_value_length = max_value_length
+        self._max_cached = max_cached_keys
+        self._decisions: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._callback_failed = False
+
+    @classmethod
+    def from_config(cls, config: TelemetryConfig) -> Scrubber | None:
+        """The scrubber a manager installs by default; None when ``redact_secrets`` is off."""
+        if not config.redact_secrets:
+            return None
+        return cls(
+            config.redact_patterns,
+            config.redact_callback,
+            max_value_length=config.max_attribute_length,
+        )
+
+    def decision(self, key: str) -> int:
+        """``0`` keep, ``1`` redact, ``2`` redact unless the value is a number."""
+        found = self._decisions.get(key)
+        if found is not None:
+            return found
+        found = _classify(key, self._patterns)
+        with self._lock:
+            if len(self._decisions) >= self._max_cached:
+                # A flood of distinct keys (ids in keys) must not grow memory.
+                self._decisions.clear()
+            self._decisions[key] = found
+        return found
+
+    def is_secret(self, key: str) -> bool:
+        return self.decision(key) == _SECRET
+
+    def __call__(self, span: ReadableSpan) -> ReadableSpan:
+        attributes = self._scrubbed(span.attributes)
+        events = [self._scrubbed(event.attributes) for event in span.events]
+        links = [self._scrubbed(link.attributes) for link in span.links]
+        if attributes is None and all(e is None for e in events) and all(x is None for x in links):
+            return span
+        return self._copy(span, attributes, events, links)
+
+    def _needs_change(self, attributes: Mapping[str, AttributeValue]) -> bool:
+        decision = self.decision
+        for key, value in attributes.items():
+            verdict = decision(key)
+            if verdict == _SECRET and value != REDACTED:
+                return True
+            if verdict == _SECRET_UNLESS_NUMBER and not _is_number(value):
+                return True
+        return False
+
+    def _scrubbed(self, attributes: Attributes) -> BoundedAttributes | None:
+        """The redacted attributes, or None when nothing changes."""
+        if not attributes:
+            return None
+        if self._callback is None and not self._needs_change(attributes):
+            return None
+        kept: dict[str, AttributeValue] = {}
+        changed = False
+        for key, value in attributes.items():
+            verdict = self.decision(key)
+            new: AttributeValue | None = value
+            if verdict == _SECRET or (verdict == _SECRET_UNLESS_NUMBER and not _is_number(value)):
+                new = REDACTED
+            elif self._callback is not None:
+                new = self._call_back(key, value)
+            if new is None:
+                changed = True
+                continue
+            changed = changed or new is not value
+            kept[key] = new
+        if not changed:
+            return None
+        bounded = BoundedAttributes(
+            maxlen=None, attributes=kept, immutable=True, max_value_len=self._max_value_length
+        )
+        dropped = attributes.dropped if isinstance(attributes, BoundedAttributes) else 0
+        bounded.dropped = dropped + len(attributes) - len(kept)
+        return bounded
+
+    def _call_back(self, key: str, value: AttributeValue) -> AttributeValue | None:
+        callback = self._callback
+        assert callback is not None
+        try:
+            return callback(key, value)
+        except Exception as exc:
+            # A broken callback must not let the value through unchecked.
+            if not self._callback_failed:
+                self._callback_failed = True
+                _logger.warning("tenantrace: scrub callback raised %r; value redacted", exc)
+            return REDACTED
+
+    @staticmethod
+    def _copy(
+        span: ReadableSpan,
+        attributes: BoundedAttributes | None,
+        events: list[BoundedAttributes | None],
+        links: list[BoundedAttributes | None],
+    ) -> ReadableSpan:
+        new_events: BoundedList[Event] = BoundedList(None)
+        for event, scrubbed in zip(span.events, events, strict=True):
+            if scrubbed is None:
+                new_events.append(event)
+            else:
+                new_events.append(
+                    Event(event.name, scrubbed, timestamp=event.timestamp, limit=None)
+                )
+        new_events.dropped = span.dropped_events
+        new_links: BoundedList[Link] = BoundedList(None)
+        for link, scrubbed in zip(span.links, links, strict=True):
+            new_links.append(link if scrubbed is None else Link(link.context, scrubbed))
+        new_links.dropped = span.dropped_links
+        return ReadableSpan(
+            name=span.name,
+            context=span.context,
+            parent=span.parent,
+            resource=span.resource,
+            attributes=attributes if attributes is not None else span.attributes,
+            events=new_events,
+            links=new_links,
+            kind=span.kind,
+            status=span.status,
+            start_time=span.start_time,
+            end_time=span.end_time,
+            instrumentation_scope=span.instrumentation_scope,
+        )

@@ -1,0 +1,140 @@
+"""Baggage: key/value pairs that travel with the trace to downstream services.
+
+``set_baggage`` changes the current context (as the seeds use it: set at the
+entry point, read anywhere below). ``baggage_scope`` is the scoped form: the
+pairs exist inside the block and are gone after it, so baggage set for one
+request never outlives it, even on a reused worker thread. Pairs that could
+not be propagated within the W3C limits are refused (counted, logged once),
+never raised: telemetry does not throw into the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Final
+from urllib.parse import quote_plus
+
+from opentelemetry import baggage as otel_baggage
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+
+from tenantrace.instrumentation.manager import get_telemetry_manager
+from tenantrace.propagation.limits import (
+    MAX_BAGGAGE_MEMBER_BYTES,
+    MAX_BAGGAGE_MEMBERS,
+    is_token,
+)
+
+__all__ = [
+    "TENANT_BAGGAGE_KEY",
+    "baggage_scope",
+    "get_all_baggage",
+    "get_baggage",
+    "remove_baggage",
+    "set_baggage",
+]
+
+TENANT_BAGGAGE_KEY: Final = "tenant.id"
+"""The baggage member the tenant travels in on the wire."""
+
+
+def _refuse(reason: str, key: object) -> None:
+    manager = get_telemetry_manager()
+    manager.count("propagation.baggage_refused")
+    manager.warn_once(
+        "baggage.refused",
+        "tenantrace: baggage %r refused (%s); further refusals are only counted",
+        str(key)[:64],
+        reason,
+    )
+
+
+def _with_pair(key: object, value: object, context: Context) -> Context | None:
+    if not isinstance(key, str) or not is_token(key):
+        _refuse("the key is not a token", key)
+        return None
+    text = value if isinstance(value, str) else str(value)
+    if len(key) + 1 + len(quote_plus(text)) > MAX_BAGGAGE_MEMBER_BYTES:
+        _refuse(f"over {MAX_BAGGAGE_MEMBER_BYTES} bytes once encoded", key)
+        return None
+    current = otel_baggage.get_all(context)
+    if key not in current and len(current) >= MAX_BAGGAGE_MEMBERS:
+        _refuse(f"more than {MAX_BAGGAGE_MEMBERS} members", key)
+        return None
+    return otel_baggage.set_baggage(key, text, context)
+
+
+def set_baggage(key: str, value: object) -> None:
+    """Add ``key=value`` to the baggage of the current context (and everything below it).
+
+    Prefer ``baggage_scope`` where the context outlives the unit of work (a
+    worker thread serving many requests).
+    """
+    ctx = _with_pair(key, value, otel_context.get_current())
+    if ctx is not None:
+        otel_context.attach(ctx)
+
+
+def get_baggage(key: str, context: Context | None = None) -> str | None:
+    """The baggage value of ``key`` in ``context`` (default: the current one), or None."""
+    value = otel_baggage.get_baggage(key, context)
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def get_all_baggage(context: Context | None = None) -> dict[str, str]:
+    """A copy of all baggage pairs of ``context`` (default: the current one)."""
+    pairs = otel_baggage.get_all(context)
+    return {k: v if isinstance(v, str) else str(v) for k, v in pairs.items()}
+
+
+def remove_baggage(key: str) -> None:
+    """Remove ``key`` from the baggage of the current context."""
+    if otel_baggage.get_baggage(key) is not None:
+        otel_context.attach(otel_baggage.remove_baggage(key))
+
+
+class baggage_scope:  # used like a function: ``with baggage_scope(user_tier="gold"):``
+    """Baggage pairs present inside the block only (sync ``with`` and ``async with``).
+
+    ``baggage_scope({"user.tier": "gold"})`` or ``baggage_scope(request_id="r-1")``;
+    yields the context in force inside the block.
+    """
+
+    __slots__ = ("_items", "_token")
+
+    def __init__(self, items: Mapping[str, object] | None = None, /, **pairs: object) -> None:
+        merged: dict[str, object] = dict(items or {})
+        merged.update(pairs)
+        self._items = merged
+        self._token: object | None = None
+
+    def __enter__(self) -> Context:
+        ctx = otel_context.get_current()
+        for key, value in self._items.items():
+            ctx = _with_pair(key, value, ctx) or ctx
+        self._token = otel_context.attach(ctx)
+        return ctx
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            otel_context.detach(token)  # type: ignore[arg-type]
+
+    async def __aenter__(self) -> Context:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)

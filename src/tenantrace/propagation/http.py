@@ -1,0 +1,444 @@
+"""Inject the current trace (and tenant) into headers; extract them from inbound headers.
+
+``extract_trace_context(headers)`` returns a ``Context`` to start spans under
+(``tracer.start_as_current_span(name, context=ctx)``); ``attach_trace_context``
+makes it current for a block, for middleware. Extraction never raises: a
+malformed or oversized carrier yields a context without a remote parent (the
+span starts a new trace) and is counted in ``get_stats()``.
+
+The tenant travels as baggage ``tenant.id``. Outbound it is added from the
+current tenant when the egress policy lets baggage go to the destination.
+Inbound it becomes the tenant of the returned context only if the trust policy
+accepts it; otherwise it is removed from the extracted baggage and counted as a
+rejected tenant. A tenant already set locally (``tenant_scope``) is kept: the
+caller's own scope outranks anything a carrier says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from types import TracebackType
+from typing import Any, Final
+
+from opentelemetry import baggage as otel_baggage
+from opentelemetry import context as otel_context
+from opentelemetry import trace as trace_api
+from opentelemetry.context import Context
+from opentelemetry.trace import INVALID_SPAN_CONTEXT, SpanContext
+
+from tenantrace.instrumentation.manager import get_telemetry_manager
+from tenantrace.instrumentation.tenants import TENANT_CONTEXT_KEY
+from tenantrace.propagation._quiet import begin_quiet, end_quiet
+from tenantrace.propagation.baggage import TENANT_BAGGAGE_KEY
+from tenantrace.propagation.carriers import (
+    PROPAGATION_FIELDS,
+    CarrierGetter,
+    Fields,
+    SpanCarrier,
+    collect_fields,
+    header_view,
+    lowered_names,
+)
+from tenantrace.propagation.limits import (
+    MAX_BAGGAGE_BYTES,
+    MAX_TRACEPARENT_CHARS,
+    MAX_TRACESTATE_MEMBERS,
+    MAX_VALUES_PER_HEADER,
+    is_safe_header_value,
+    is_token,
+    lowered_names_are_tokens,
+)
+from tenantrace.propagation.propagators import (
+    B3_ANY,
+    BAGGAGE,
+    TRACECONTEXT,
+    PropagatorSet,
+    current_propagators,
+)
+from tenantrace.propagation.trust import TrustArg, get_egress_policy, resolve_trust
+
+__all__ = [
+    "attach_trace_context",
+    "extract_carried",
+    "extract_span_context",
+    "extract_trace_context",
+    "inject_trace_context",
+]
+
+_GETTER: Final = CarrierGetter()
+_B3_FIELDS: Final = ("b3", "x-b3-traceid", "x-b3-spanid")
+
+
+def _count(counter: str) -> None:
+    manager = get_telemetry_manager()
+    manager.count(counter)
+    manager.warn_once(
+        "propagation." + counter,
+        "tenantrace: %s (the carrier part was ignored; further ones are only counted)",
+        counter.replace("propagation.", "").replace("_", " "),
+    )
+
+
+def _has_span(ctx: Context) -> bool:
+    return trace_api.get_current_span(ctx).get_span_context().is_valid
+
+
+# ------------------------------------------------------------------ extract
+
+
+def _single_traceparent(values: list[str]) -> bool:
+    # W3C: several traceparent fields (or one field holding a combined list)
+    # make the trace context invalid; longer than any version can be is hostile.
+    return len(values) == 1 and "," not in values[0] and len(values[0]) <= MAX_TRACEPARENT_CHARS
+
+
+def _tracestate_members(values: list[str]) -> int:
+    return sum(1 for value in values for member in value.split(",") if member.strip(" \t"))
+
+
+def _extract_trace(fields: Fields, base: Context, propagators: PropagatorSet) -> Context:
+    traceparent = fields.get("traceparent")
+    if traceparent is not None:
+        if _single_traceparent(traceparent):
+            tracestate = fields.get("tracestate")
+            if tracestate is not None and (
+                len(tracestate) > MAX_VALUES_PER_HEADER
+                or _tracestate_members(tracestate) > MAX_TRACESTATE_MEMBERS
+            ):
+                # Over 32 members: the whole tracestate is discarded, the
+                # traceparent still stands (a tracestate failure must not affect it).
+                fields = {k: v for k, v in fields.items() if k != "tracestate"}
+                _count("propagation.tracestate_dropped")
+            ctx = TRACECONTEXT.extract(fields, base, _GETTER)
+            if ctx is not base:  # the propagator returns ``base`` itself when it finds nothing
+                return ctx
+        _count("propagation.invalid_traceparent")
+    if any(name in fields for name in _B3_FIELDS):
+        ctx = B3_ANY.extract(fields, base, _GETTER)
+        if _has_span(ctx):
+            return ctx
+        _count("propagation.invalid_b3")
+    for propagator in propagators.extra:
+        ctx = propagator.extract(fields, base, _GETTER)
+        if _has_span(ctx):
+            return ctx
+    return base
+
+
+def _parse_baggage(header: str) -> tuple[tuple[str, str], ...]:
+    """The members of a baggage header, as the W3C Baggage propagator reads them."""
+    parsed = BAGGAGE.extract({"baggage": [header]}, Context(), _GETTER)
+    return tuple((k, str(v)) for k, v in otel_baggage.get_all(parsed).items())
+
+
+# Baggage headers repeat across requests ("tenant.id=acme,user.tier=gold"), so
+# short ones are parsed once. Bounded: 256 entries of at most 1 KiB of key.
+_parse_short_baggage = lru_cache(maxsize=256)(_parse_baggage)
+_MAX_CACHED_BAGGAGE: Final = 1024
+
+
+def _extract_baggage(fields: Fields, ctx: Context) -> Context:
+    values = fields.get("baggage")
+    if not values:
+        return ctx
+    # RFC 9110 5.3: repeated fields are one comma-separated list.
+    header = values[0] if len(values) == 1 else ",".join(values)
+    if len(header) > MAX_BAGGAGE_BYTES or (
+        not header.isascii() and len(header.encode("utf-8")) > MAX_BAGGAGE_BYTES
+    ):
+        _count("propagation.baggage_dropped")  # over 8192 bytes: none of it is taken
+        return ctx
+    if len(header) <= _MAX_CACHED_BAGGAGE:
+        members = _parse_short_baggage(header)
+    else:
+        members = _parse_baggage(header)
+    for key, value in members:
+        ctx = otel_baggage.set_baggage(key, value, ctx)
+    return ctx
+
+
+def _apply_tenant(ctx: Context, headers: object, trust: TrustArg) -> Context:
+    if isinstance(headers, SpanCarrier) and headers.tenant is not None:
+        # Captured in this process by create_carrier_from_span: not a claim.
+        if ctx.get(TENANT_CONTEXT_KEY) is None:
+            ctx = otel_context.set_value(TENANT_CONTEXT_KEY, headers.tenant, ctx)
+        return ctx
+    claimed = otel_baggage.get_baggage(TENANT_BAGGAGE_KEY, ctx)
+    if claimed is None:
+        return ctx
+    if resolve_trust(trust).accepts(claimed, lambda: header_view(headers)):
+        if ctx.get(TENANT_CONTEXT_KEY) is None:
+            ctx = otel_context.set_value(TENANT_CONTEXT_KEY, claimed, ctx)
+        return ctx
+    get_telemetry_manager().record_rejected_tenant()
+    return otel_baggage.remove_baggage(TENANT_BAGGAGE_KEY, ctx)
+
+
+def _oversize(name: str) -> None:
+    if name == "baggage":
+        _count("propagation.baggage_dropped")  # over 8192 bytes: none of it is taken
+    else:
+        _count("propagation.oversized_header_dropped")
+
+
+def _base_context(keep_local_tenant: bool = True) -> Context:
+    # A fresh context (no local span, no local baggage: they are not the
+    # caller's), keeping only the tenant of a local scope, which outranks carriers.
+    tenant = otel_context.get_value(TENANT_CONTEXT_KEY) if keep_local_tenant else None
+    if tenant is None:
+        return Context()
+    return Context({TENANT_CONTEXT_KEY: tenant})
+
+
+def extract_carried(headers: object, trust: TrustArg, *, keep_local_tenant: bool) -> Context:
+    """``extract_trace_context``; without ``keep_local_tenant`` a trusted claim is the tenant
+    even inside a local ``tenant_scope`` (per-message spans of a batch consumer)."""
+    try:
+        return _extract(headers, trust, _base_context(keep_local_tenant))
+    except Exception as exc:
+        get_telemetry_manager().warn_once(
+            "propagation.extract", "tenantrace: trace context extraction failed (%r)", exc
+        )
+        return _base_context(keep_local_tenant)
+
+
+def _extract(headers: object, trust: TrustArg, base: Context) -> Context:
+    propagators = current_propagators()
+    if not propagators.extract_trace:
+        return base
+    fields = collect_fields(headers, propagators.wanted, _oversize)
+    if not fields:
+        return _apply_tenant(base, headers, trust) if isinstance(headers, SpanCarrier) else base
+    token = begin_quiet()
+    try:
+        ctx = _extract_trace(fields, base, propagators)
+        if propagators.extract_baggage:
+            ctx = _extract_baggage(fields, ctx)
+    finally:
+        end_quiet(token)
+    return _apply_tenant(ctx, headers, trust)
+
+
+def extract_trace_context(headers: object, *, trust: TrustArg = None) -> Context:
+    """The context carried by ``headers``, for ``start_as_current_span(..., context=ctx)``.
+
+    ``headers`` may be any header mapping (case-insensitive names, ``str`` or
+    ``bytes`` values, lists of values, repeated fields), an ASGI header list or
+    a WSGI environ. ``trust`` overrides the process trust policy for this call
+    (a ``TenantTrustPolicy``, ``True`` for an internal hop, ``False``). Never raises.
+    """
+    return extract_carried(headers, trust, keep_local_tenant=True)
+
+
+def extract_span_context(carrier: object) -> SpanContext:
+    """Only the remote span context of ``carrier`` (``INVALID_SPAN_CONTEXT`` if none).
+
+    Reads no baggage and judges no tenant: for span links.
+    """
+    try:
+        propagators = current_propagators()
+        if not propagators.extract_trace:
+            return INVALID_SPAN_CONTEXT
+        fields = collect_fields(carrier, propagators.wanted)
+        if not fields:
+            return INVALID_SPAN_CONTEXT
+        token = begin_quiet()
+        try:
+            ctx = _extract_trace(fields, Context(), propagators)
+        finally:
+            end_quiet(token)
+        return trace_api.get_current_span(ctx).get_span_context()
+    except Exception:
+        return INVALID_SPAN_CONTEXT
+
+
+class attach_trace_context:  # used like a function in ``with`` statements
+    """Make the context extracted from ``headers`` current inside the block (sync or async).
+
+    For middleware: spans started inside, by any tracer, continue the caller's
+    trace, and the accepted tenant routes them. Yields the extracted context.
+    """
+
+    __slots__ = ("_ctx", "_token")
+
+    def __init__(self, headers: object, *, trust: TrustArg = None) -> None:
+        self._ctx = extract_trace_context(headers, trust=trust)
+        self._token: object | None = None
+
+    def __enter__(self) -> Context:
+        self._token = otel_context.attach(self._ctx)
+        return self._ctx
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            otel_context.detach(token)  # type: ignore[arg-type]
+
+    async def __aenter__(self) -> Context:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+# ------------------------------------------------------------------- inject
+
+
+class _LastTenantBaggage:
+    """The last context given tenant baggage, and the result: a span making several
+    outgoing calls derives it once. Contexts are immutable, so identity is a safe key."""
+
+    pair: tuple[Context, Context] | None = None
+
+
+def _with_tenant_baggage(ctx: Context) -> Context:
+    tenant = ctx.get(TENANT_CONTEXT_KEY)
+    # The configured default is the absence of a tenant, not a tenant to claim
+    # downstream (where "default" may mean another project).
+    if not isinstance(tenant, str) or tenant == get_telemetry_manager().config.default_tenant_id:
+        return ctx
+    last = _LastTenantBaggage.pair
+    if last is not None and last[0] is ctx:
+        return last[1]
+    if otel_baggage.get_baggage(TENANT_BAGGAGE_KEY, ctx) == tenant:
+        return ctx
+    derived = otel_baggage.set_baggage(TENANT_BAGGAGE_KEY, tenant, ctx)
+    _LastTenantBaggage.pair = (ctx, derived)
+    return derived
+
+
+def inject_context(ctx: Context, url: object = None) -> dict[str, str]:
+    """The propagation headers of ``ctx`` for a request to ``url`` (internal form of inject)."""
+    propagators = current_propagators()
+    if not propagators.injectors:
+        return {}
+    egress = get_egress_policy()
+    if egress.baggage_without_url if url is None else egress.allows_baggage(url):
+        ctx = _with_tenant_baggage(ctx)
+    elif otel_baggage.get_all(ctx):
+        ctx = otel_baggage.clear(ctx)  # only the trace context goes to this host
+    carrier: dict[str, str] = {}
+    for propagator in propagators.injectors:
+        propagator.inject(carrier, ctx)
+    try:
+        safe = is_safe_header_value("".join(carrier.values()))
+    except TypeError:  # a third-party propagator wrote a value that is not a string
+        safe = False
+    if not safe:
+        _drop_unsafe(carrier)
+    return carrier
+
+
+def _drop_unsafe(carrier: dict[str, str]) -> None:
+    for name, value in list(carrier.items()):
+        if not isinstance(value, str) or not is_safe_header_value(value):
+            del carrier[name]
+            _count("propagation.unsafe_header_dropped")
+
+
+def _header_text(value: object) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("latin-1")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _pairs(headers: object) -> Iterable[tuple[object, object]]:
+    if isinstance(headers, Mapping):
+        return headers.items()
+    if isinstance(headers, list | tuple):
+        return (
+            (item[0], item[1])
+            for item in headers
+            if isinstance(item, tuple | list) and len(item) == 2
+        )
+    return ()
+
+
+def _merge_plain(headers: dict[Any, Any]) -> dict[str, str] | None:
+    """``_merge`` for a ``dict`` of clean ``str`` headers, none of them a propagation header.
+
+    None sends the call down the general path (which filters item by item).
+    """
+    lowered = lowered_names(headers)
+    if lowered is None or not lowered_names_are_tokens(lowered):
+        return None
+    # Every propagation header name holds "trace", "baggage" or "b3": a cheap
+    # test that there is no stale one to drop (the general path drops them).
+    if "trace" in lowered or "baggage" in lowered or "b3" in lowered:
+        return None
+    try:
+        values = "".join(headers.values())
+    except TypeError:  # a value that is not a str
+        return None
+    if not is_safe_header_value(values):
+        return None
+    return dict(headers)
+
+
+def _merge(headers: object, carrier: dict[str, str]) -> dict[str, str]:
+    """The caller's headers without any propagation header of theirs, plus ``carrier``.
+
+    A propagation header already in ``headers`` (say, forwarded from an
+    inbound request) describes another context and, for baggage, may be bound
+    for a host the egress policy excludes: it is dropped, not passed on.
+    """
+    merged: dict[str, str] | None = None
+    if type(headers) is dict and not current_propagators().extra:
+        merged = _merge_plain(headers)
+    if merged is None:
+        merged = _merge_general(headers)
+    merged.update(carrier)
+    return merged
+
+
+def _merge_general(headers: object) -> dict[str, str]:
+    replaced = PROPAGATION_FIELDS | current_propagators().injected_fields
+    merged: dict[str, str] = {}
+    try:
+        for key, value in _pairs(headers):
+            name, text = _header_text(key), _header_text(value)
+            if name is None or text is None or name.lower() in replaced:
+                continue
+            if not is_token(name) or not is_safe_header_value(text):
+                _count("propagation.unsafe_header_dropped")
+                continue
+            merged[name] = text
+    except Exception:  # a hostile Mapping; the trace headers still go out
+        pass
+    return merged
+
+
+def inject_trace_context(headers: object = None, *, url: object = None) -> dict[str, str]:
+    """Headers carrying the current trace context (and baggage, where allowed).
+
+    Returns a new ``dict``: a copy of ``headers`` (if given) with the
+    propagation headers added or replaced. Baggage, the tenant included, is
+    written only when the egress policy allows it for ``url``; with no ``url``
+    the policy's ``baggage_without_url`` decides (default: yes). No header
+    value with a control byte is ever written. Never raises.
+    """
+    try:
+        carrier = inject_context(otel_context.get_current(), url)
+    except Exception as exc:
+        get_telemetry_manager().warn_once(
+            "propagation.inject", "tenantrace: trace context injection failed (%r)", exc
+        )
+        carrier = {}
+    if headers is None:
+        return carrier
+    return _merge(headers, carrier)
