@@ -20,7 +20,13 @@ from collections.abc import Callable, Sequence
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from tenantrace import BatchExportConfig, TelemetryConfig, TelemetryLevel, init_telemetry, tenant_scope
+from tenantrace import (
+    BatchExportConfig,
+    TelemetryConfig,
+    TelemetryLevel,
+    init_telemetry,
+    tenant_scope,
+)
 from tenantrace.layers import trace_function
 
 
@@ -50,6 +56,27 @@ def per_call_async_us(make: Callable[[], object], number: int, repeat: int) -> f
         return best / number * 1e6
 
     return asyncio.run(run())
+
+
+def print_summary(med: dict[str, float]) -> None:
+    print(f"{'case':<34}{'us/call':>10}")
+    for label, value in med.items():
+        print(f"{label:<34}{value:>10.3f}")
+    print()
+    ratios = (
+        ("manager.span / raw", "manager.span (cached tenant)", "raw OTel start_as_current_span"),
+        ("@trace_function / raw", "@trace_function sync", "raw OTel start_as_current_span"),
+        ("@trace_function async / raw", "@trace_function async", "raw OTel async"),
+    )
+    for title, ours, theirs in ratios:
+        print(f"{title:<31}= {med[ours] / med[theirs]:.3f}x  (goal <= 1.10x)")
+    added = (
+        ("gated - bare", "@trace_function gated (level)", "bare call"),
+        ("async gated - bare async", "@trace_function async gated", "bare async call"),
+        ("disabled - bare", "@trace_function disabled", "bare call (disabled run)"),
+    )
+    for title, ours, theirs in added:
+        print(f"{title:<31}= {(med[ours] - med[theirs]) * 1000:.0f} ns  (goal <= 300 ns)")
 
 
 def main() -> None:
@@ -133,18 +160,7 @@ def main() -> None:
         rows.setdefault("@trace_function disabled", []).append(per_call_us(traced, number, repeat))
         rows.setdefault("bare call (disabled run)", []).append(per_call_us(bare, number, repeat))
 
-    med = {label: statistics.median(values) for label, values in rows.items()}
-    print(f"{'case':<34}{'us/call':>10}")
-    for label, value in med.items():
-        print(f"{label:<34}{value:>10.3f}")
-    raw_sync = med["raw OTel start_as_current_span"]
-    print()
-    print(f"manager.span / raw             = {med['manager.span (cached tenant)'] / raw_sync:.3f}x  (goal <= 1.10x)")
-    print(f"@trace_function / raw          = {med['@trace_function sync'] / raw_sync:.3f}x  (goal <= 1.10x)")
-    print(f"@trace_function async / raw    = {med['@trace_function async'] / med['raw OTel async']:.3f}x  (goal <= 1.10x)")
-    print(f"gated - bare                   = {(med['@trace_function gated (level)'] - med['bare call']) * 1000:.0f} ns  (goal <= 300 ns)")
-    print(f"async gated - bare async       = {(med['@trace_function async gated'] - med['bare async call']) * 1000:.0f} ns  (goal <= 300 ns)")
-    print(f"disabled - bare                = {(med['@trace_function disabled'] - med['bare call (disabled run)']) * 1000:.0f} ns  (goal <= 300 ns)")
+    print_summary({label: statistics.median(values) for label, values in rows.items()})
     stats = manager.get_stats()
     print(f"\nspans dropped during the run: {stats['dropped_spans']}")
 

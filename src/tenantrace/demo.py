@@ -68,7 +68,7 @@ class _SearchService:
             record_cache_miss(key, tenant_id)
         sql = "SELECT title FROM documents WHERE tenant_id = ? AND title LIKE ?"
         with trace_query(sql, "SELECT", "documents", tenant_id) as span, self._lock:
-            rows = self._db.execute(sql, (tenant_id, f"%{query.split()[0]}%")).fetchall()
+            rows = self._db.execute(sql, (tenant_id, f"%{query.split(maxsplit=1)[0]}%")).fetchall()
             span.set_attribute("db.response.returned_rows", len(rows))
         results = [row[0] for row in rows]
         with trace_cache_operation("SET", key, tenant_id):
@@ -104,22 +104,28 @@ def format_trace_trees(spans: Iterable[ReadableSpan]) -> str:
             parent = span.parent.span_id if span.parent is not None else None
             children[parent if parent in ids else None].append(span)
 
-        def walk(span: ReadableSpan, depth: int) -> None:
-            duration = ((span.end_time or 0) - (span.start_time or 0)) / 1e6
-            status = "" if span.status.is_ok else f"  [{span.status.status_code.name}]"
-            marker = "" if depth or span.parent is None else "  (continues a remote trace)"
-            trace_id = f"{span.context.trace_id:032x}"[:8] if span.context else "?"
-            lines.append(
-                f"  {'  ' * depth}{'└─ ' if depth else ''}{span.name}  "
-                f"{duration:.2f} ms  trace {trace_id}{status}{marker}"
-            )
-            for child in children.get(span.context.span_id if span.context else None, []):
-                walk(child, depth + 1)
-
         for root in children[None]:
-            walk(root, 0)
+            _walk(root, 0, children, lines)
         lines.append("")
     return "\n".join(lines)
+
+
+def _walk(
+    span: ReadableSpan,
+    depth: int,
+    children: dict[int | None, list[ReadableSpan]],
+    lines: list[str],
+) -> None:
+    duration = ((span.end_time or 0) - (span.start_time or 0)) / 1e6
+    status = "" if span.status.is_ok else f"  [{span.status.status_code.name}]"
+    marker = "" if depth or span.parent is None else "  (continues a remote trace)"
+    trace_id = f"{span.context.trace_id:032x}"[:8] if span.context else "?"
+    lines.append(
+        f"  {'  ' * depth}{'└─ ' if depth else ''}{span.name}  "
+        f"{duration:.2f} ms  trace {trace_id}{status}{marker}"
+    )
+    for child in children.get(span.context.span_id if span.context else None, []):
+        _walk(child, depth + 1, children, lines)
 
 
 def run_demo(endpoint: str | None = None, out: TextIO = sys.stdout) -> int:

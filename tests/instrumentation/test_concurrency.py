@@ -26,7 +26,9 @@ def _assert_each_span_under_its_own_tenant(exported: list[tuple[str, str, str]])
 def test_fifty_tenants_on_threads_never_mix() -> None:
     memory = InMemorySpanExporter()
     manager = TelemetryManager(
-        TelemetryConfig(batch_config=BatchExportConfig(max_queue_size=20_000, schedule_delay_millis=5)),
+        TelemetryConfig(
+            batch_config=BatchExportConfig(max_queue_size=20_000, schedule_delay_millis=5)
+        ),
         exporter=memory,
     )
     barrier = threading.Barrier(10)
@@ -35,10 +37,12 @@ def test_fifty_tenants_on_threads_never_mix() -> None:
         barrier.wait()
         for round_ in range(20):
             tenant = TENANTS[(worker * 7 + round_) % len(TENANTS)]
-            with tenant_scope(tenant):
-                with manager.span("request", attributes={"expected.tenant": tenant}):
-                    with manager.span("child", attributes={"expected.tenant": tenant}):
-                        pass
+            with (
+                tenant_scope(tenant),
+                manager.span("request", attributes={"expected.tenant": tenant}),
+                manager.span("child", attributes={"expected.tenant": tenant}),
+            ):
+                pass
 
     with ThreadPoolExecutor(10) as pool:
         list(pool.map(work, range(10)))
@@ -106,8 +110,9 @@ def test_ten_thousand_tenants_through_an_lru_of_one_hundred() -> None:
     manager = TelemetryManager(
         TelemetryConfig(
             max_cached_tenants=100,
-            batch_config=BatchExportConfig(max_queue_size=4096, schedule_delay_millis=5,
-                                           drop_on_queue_full=False),
+            batch_config=BatchExportConfig(
+                max_queue_size=4096, schedule_delay_millis=5, drop_on_queue_full=False
+            ),
         ),
         exporter=memory,
     )
@@ -140,9 +145,11 @@ def test_span_open_across_eviction_is_exported_under_its_tenant() -> None:
         TelemetryConfig(max_cached_tenants=1, batch_config=BatchExportConfig(use_sync_export=True)),
         exporter=memory,
     )
-    with manager.span("long", tenant_id="first"):
-        with manager.span("evicts-first", tenant_id="second"):
-            pass
+    with (
+        manager.span("long", tenant_id="first"),
+        manager.span("evicts-first", tenant_id="second"),
+    ):
+        pass
     assert manager.get_stats()["evictions"] >= 1
     by_name = {s.name: s.resource.attributes["tenant.id"] for s in memory.get_finished_spans()}
     assert by_name == {"long": "first", "evicts-first": "second"}

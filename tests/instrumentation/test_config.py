@@ -61,8 +61,13 @@ def test_bad_explicit_values_raise_clear_errors(kwargs: dict[str, object], messa
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"max_queue_size": -1}, {"max_export_batch_size": 0}, {"max_export_batch_size": 4096},
-     {"export_timeout_millis": 0}, {"schedule_delay_millis": -5}],
+    [
+        {"max_queue_size": -1},
+        {"max_export_batch_size": 0},
+        {"max_export_batch_size": 4096},
+        {"export_timeout_millis": 0},
+        {"schedule_delay_millis": -5},
+    ],
 )
 def test_bad_batch_values_raise(kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError):
@@ -107,8 +112,12 @@ def test_standard_variables() -> None:
 
 
 def test_bad_environment_values_warn_once_and_fall_back(caplog: pytest.LogCaptureFixture) -> None:
-    env = {"TELEMETRY_LEVEL": "chatty", "OTEL_BSP_MAX_QUEUE_SIZE": "-3",
-           "OTEL_TRACES_EXPORTER": "carrier-pigeon", "TELEMETRY_SYNC_EXPORT": "maybe"}
+    env = {
+        "TELEMETRY_LEVEL": "chatty",
+        "OTEL_BSP_MAX_QUEUE_SIZE": "-3",
+        "OTEL_TRACES_EXPORTER": "carrier-pigeon",
+        "TELEMETRY_SYNC_EXPORT": "maybe",
+    }
     with caplog.at_level(logging.WARNING):
         first = TelemetryConfig.from_env(env)
         second = TelemetryConfig.from_env(env)

@@ -36,7 +36,9 @@ def make_manager(
 
 def test_span_routes_to_the_tenant_project_with_whole_span(spans: SpanCapture) -> None:
     manager = spans.manager
-    with manager.span("cogniverse.routing", tenant_id="acme", attributes={"routing.confidence": 0.95}) as span:
+    with manager.span(
+        "cogniverse.routing", tenant_id="acme", attributes={"routing.confidence": 0.95}
+    ) as span:
         span.set_attribute("routing.strategy", "fast")
     [exported] = spans.spans()
     assert exported == CapturedSpan(
@@ -56,7 +58,9 @@ def test_span_routes_to_the_tenant_project_with_whole_span(spans: SpanCapture) -
     assert resource["tenant.id"] == "acme"
 
 
-def test_children_inherit_tenant_and_project_name_selects_service_project(spans: SpanCapture) -> None:
+def test_children_inherit_tenant_and_project_name_selects_service_project(
+    spans: SpanCapture,
+) -> None:
     manager = spans.manager
     with manager.span("video_agent.search", tenant_id="t1") as root:
         with manager.span("video_agent.encode_query"):
@@ -88,10 +92,12 @@ def test_tenant_scope_and_default_tenant(spans: SpanCapture) -> None:
 def test_exception_recorded_once_status_error_and_reraised(spans: SpanCapture) -> None:
     manager = spans.manager
     error = ValueError("boom")
-    with pytest.raises(ValueError) as caught:
-        with manager.span("outer", tenant_id="t"):
-            with manager.span("inner"):
-                raise error
+    with (
+        pytest.raises(ValueError) as caught,
+        manager.span("outer", tenant_id="t"),
+        manager.span("inner"),
+    ):
+        raise error
     assert caught.value is error
     for span in spans.spans():
         assert span.status == "ERROR"
@@ -103,7 +109,9 @@ def test_exception_recorded_once_status_error_and_reraised(spans: SpanCapture) -
 def test_session_span_carries_openinference_session_id(spans: SpanCapture) -> None:
     manager = spans.manager
     for query in ("find basketball videos", "show me dunks"):
-        with manager.session_span("search", tenant_id="acme", session_id="s-1", user_id="u-9") as span:
+        with manager.session_span(
+            "search", tenant_id="acme", session_id="s-1", user_id="u-9"
+        ) as span:
             span.set_attribute("query", query)
     turns = spans.by_name("search")
     assert [t.attributes["session.id"] for t in turns] == ["s-1", "s-1"]
@@ -113,9 +121,8 @@ def test_session_span_carries_openinference_session_id(spans: SpanCapture) -> No
 
 def test_invalid_explicit_tenant_raises_before_user_code(spans: SpanCapture) -> None:
     ran = False
-    with pytest.raises(InvalidTenantError):
-        with spans.manager.span("x", tenant_id="evil\r\nX: 1"):
-            ran = True
+    with pytest.raises(InvalidTenantError), spans.manager.span("x", tenant_id="evil\r\nX: 1"):
+        ran = True
     assert not ran
     assert spans.spans() == []
 
@@ -246,7 +253,10 @@ def test_queue_full_drops_new_spans_and_counts_them_per_tenant() -> None:
 def test_blocking_queue_waits_at_most_the_export_timeout() -> None:
     exporter = _Blocking()
     manager, _ = make_manager(
-        exporter, max_queue_size=2, max_export_batch_size=1, drop_on_queue_full=False,
+        exporter,
+        max_queue_size=2,
+        max_export_batch_size=1,
+        drop_on_queue_full=False,
         export_timeout_millis=50,
     )
     for _ in range(6):

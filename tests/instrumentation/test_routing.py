@@ -14,9 +14,11 @@ def test_library_tracer_from_routing_provider_follows_the_tenant(spans: SpanCapt
     provider = TenantRoutingTracerProvider()  # follows the process-wide manager
     library_tracer = provider.get_tracer("httpx-like-library", "1.0")
     for tenant in ("a", "b"):
-        with tenant_scope(tenant):
-            with library_tracer.start_as_current_span("GET /x", kind=trace_api.SpanKind.CLIENT):
-                pass
+        with (
+            tenant_scope(tenant),
+            library_tracer.start_as_current_span("GET /x", kind=trace_api.SpanKind.CLIENT),
+        ):
+            pass
     exported = spans.spans()
     assert [(s.name, s.tenant, s.kind) for s in exported] == [
         ("GET /x", "a", "CLIENT"),
@@ -29,10 +31,9 @@ def test_library_tracer_from_routing_provider_follows_the_tenant(spans: SpanCapt
 
 def test_seed_get_tracer_with_explicit_parent_context(spans: SpanCapture) -> None:
     tracer = get_tracer(__name__)
-    with tenant_scope("t1"):
-        with tracer.start_as_current_span("process_memory") as span:
-            span.set_attribute("data_size", 3)
-            parent_ctx = trace_api.set_span_in_context(span)
+    with tenant_scope("t1"), tracer.start_as_current_span("process_memory") as span:
+        span.set_attribute("data_size", 3)
+        parent_ctx = trace_api.set_span_in_context(span)
     # A later span given the parent's context explicitly is its child, same tenant.
     with tracer.start_as_current_span("later", context=parent_ctx):
         pass

@@ -8,13 +8,12 @@ from typing import Any
 
 import pytest
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from layer_servers import call_from_another_process, serve_asgi, serve_wsgi, wait_for_spans
 
 from tenantrace import TelemetryConfig, TelemetryLevel, current_tenant
 from tenantrace.layers import ASGITracingMiddleware, WSGITracingMiddleware, trace_function
 from tenantrace.propagation import TenantTrustPolicy, get_trace_id
 from tenantrace.testing import CapturedSpan, SpanCapture, capture_spans
-
-from conftest import call_from_another_process, serve_asgi, serve_wsgi, wait_for_spans  # isort: skip
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"

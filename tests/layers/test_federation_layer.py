@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI, Request
+from layer_servers import serve_asgi, wait_for_spans
 
 from tenantrace import TelemetryConfig, TelemetryLevel, current_tenant, tenant_scope
 from tenantrace.layers import (
@@ -18,8 +19,6 @@ from tenantrace.layers import (
 )
 from tenantrace.propagation import EgressPolicy, get_trace_id, set_egress_policy
 from tenantrace.testing import CapturedSpan, SpanCapture, capture_spans
-
-from conftest import serve_asgi, wait_for_spans  # isort: skip
 
 
 def peer_app() -> FastAPI:

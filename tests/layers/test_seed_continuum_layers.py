@@ -309,11 +309,6 @@ def test_pattern_4_retry_with_tracing(spans: SpanCapture, monkeypatch: pytest.Mo
     assert failed.status == "ERROR" and failed.attributes["error.type"] == "ZeroDivisionError"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="record_exception_once (instrumentation/spans.py) does not see an exception the "
-    "user already recorded on the span with span.record_exception; fix proposed to the lead",
-)
 def test_pattern_4_exception_recorded_by_user_code_is_not_recorded_again(
     spans: SpanCapture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

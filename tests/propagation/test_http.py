@@ -297,11 +297,6 @@ def test_attach_detaches_when_the_block_raises() -> None:
     assert remote(otel_context.get_current()) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RoutingTracer.start_as_current_span(context=ctx) does not make ctx's tenant "
-    "current for the children; fixed by the routing.py change proposed in issue 4's report",
-)
 def test_children_of_a_span_started_with_the_extracted_context_keep_its_tenant(
     spans: SpanCapture,
 ) -> None:

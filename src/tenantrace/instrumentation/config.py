@@ -186,7 +186,9 @@ class TelemetryConfig:
         for name in ("max_attribute_length", "max_span_attributes", "max_span_events"):
             value = getattr(self, name)
             _require(value > 0, f"{name} must be > 0, got {value}")
-        _require(self.max_span_links >= 0, f"max_span_links must be >= 0, got {self.max_span_links}")
+        _require(
+            self.max_span_links >= 0, f"max_span_links must be >= 0, got {self.max_span_links}"
+        )
         self.redact_patterns = tuple(self.redact_patterns)
         for pattern in self.redact_patterns:
             try:
@@ -222,9 +224,7 @@ class TelemetryConfig:
         return self.tenant_service_template.format(tenant_id=tenant, service=service)
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **explicit: Any
-    ) -> TelemetryConfig:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **explicit: Any) -> TelemetryConfig:
         """Build a config from the environment, with ``explicit`` arguments on top.
 
         Reads ``OTEL_SDK_DISABLED``, ``OTEL_SERVICE_NAME``,
@@ -369,8 +369,11 @@ def _batch_from_env(env: Mapping[str, str]) -> dict[str, Any]:
             values[name] = value
     queue = values.get("max_queue_size", BatchExportConfig.max_queue_size)
     if values.get("max_export_batch_size", 0) > queue:
-        _warn_once("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", str(values.pop("max_export_batch_size")),
-                   "at most OTEL_BSP_MAX_QUEUE_SIZE")
+        _warn_once(
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            str(values.pop("max_export_batch_size")),
+            "at most OTEL_BSP_MAX_QUEUE_SIZE",
+        )
     if "max_export_batch_size" not in values and queue < BatchExportConfig.max_export_batch_size:
         values["max_export_batch_size"] = queue
     return values

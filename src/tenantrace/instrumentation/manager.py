@@ -280,22 +280,30 @@ class TelemetryManager:
         """
         if not 0 < level.rank <= self._level_rank or self._registry is None:
             return NOOP_SCOPE
-        tenant = self.resolve_tenant(tenant_id, context)
-        # An explicit id is validated by the registry on its first use (a miss);
-        # cached ids are valid by construction, so hits skip the regex.
-        tracer = self.tracer_for(tenant, project_name, INSTRUMENTATION_SCOPE, context)
-        if tracer is None:
-            return NOOP_SCOPE
-        merged: dict[str, AttributeValue] = {TENANT_ID: tenant}
-        if attributes:
-            merged.update(attributes)
-        self.spans_started += 1
-        try:
-            span = tracer.start_span(name, context, kind, merged, links)
-        except Exception as exc:
-            self.warn_once("start", "tenantrace: could not start span (%r)", exc)
-            return NOOP_SCOPE
-        return SpanScope(span, tenant, record_exception=record_exception)
+        # An explicit tenant does not depend on the context: resolve (and so
+        # validate) it now, so a bad id raises where the caller passed it.
+        tracer = None
+        if tenant_id is not None:
+            tracer = self.tracer_for(tenant_id, project_name, INSTRUMENTATION_SCOPE, context)
+            if tracer is None:
+                return NOOP_SCOPE
+
+        def start() -> tuple[Span, str] | None:
+            tenant = self.resolve_tenant(tenant_id, context)
+            active = tracer or self.tracer_for(tenant, project_name, INSTRUMENTATION_SCOPE, context)
+            if active is None:
+                return None
+            merged: dict[str, AttributeValue] = {TENANT_ID: tenant}
+            if attributes:
+                merged.update(attributes)
+            self.spans_started += 1
+            try:
+                return active.start_span(name, context, kind, merged, links), tenant
+            except Exception as exc:
+                self.warn_once("start", "tenantrace: could not start span (%r)", exc)
+                return None
+
+        return SpanScope(start, record_exception=record_exception)
 
     def session_span(
         self,
@@ -380,7 +388,8 @@ class TelemetryManager:
             "export_failures": pstats.export_failures if pstats else 0,
             "failed_export_spans": pstats.failed_spans if pstats else 0,
             "queued_spans": pipeline.queued if pipeline else 0,
-            "export_threads": 0 if pipeline is None or self.config.batch_config.use_sync_export
+            "export_threads": 0
+            if pipeline is None or self.config.batch_config.use_sync_export
             else 1,
         }
         with self._stats_lock:
@@ -409,8 +418,12 @@ class TelemetryManager:
                 "stats": self.get_stats(),
             }
         if not pipeline.worker_alive:
-            return {"status": "unhealthy", **base, "error": "export thread is not running",
-                    "stats": self.get_stats()}
+            return {
+                "status": "unhealthy",
+                **base,
+                "error": "export thread is not running",
+                "stats": self.get_stats(),
+            }
         failures_before = pipeline.stats.export_failures
         with self.span("health_check", tenant_id="system"):
             pass
@@ -455,7 +468,7 @@ def get_telemetry_manager() -> TelemetryManager:
 
 
 def _create_manager(config: TelemetryConfig | None, sampler: Sampler | None) -> TelemetryManager:
-    global _manager
+    global _manager  # noqa: PLW0603 - the one process-wide manager, swapped under a lock
     with _manager_lock:
         if _manager is not None and config is None and sampler is None:
             return _manager

@@ -10,6 +10,7 @@ churn through the LRU; this provider registers nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import warnings
@@ -40,12 +41,12 @@ MAX_SCOPES_PER_PROVIDER: Final = 256
 ProviderKey = tuple[str, str | None]
 
 
-
 class TenantTracerProvider(trace_api.TracerProvider):
     """The tracer provider of one tenant (and optional project/service)."""
 
     def __init__(
         self,
+        *,
         tenant_id: str,
         project_name: str,
         resource: Resource,
@@ -154,10 +155,9 @@ class TenantRegistry:
         provider = self._providers.get(key)
         if provider is not None:
             self.hits += 1
-            try:
+            # KeyError: evicted by another thread between the two calls.
+            with contextlib.suppress(KeyError):
                 self._providers.move_to_end(key)
-            except KeyError:  # evicted by another thread between the two calls
-                pass
             return provider
         return self._create(key)
 
@@ -172,13 +172,13 @@ class TenantRegistry:
                 return provider
             self.misses += 1
             provider = TenantTracerProvider(
-                tenant_id,
-                project_name,
-                self._resource_for(tenant_id, project_name),
-                self._pipeline.processor_for(tenant_id),
-                self._sampler,
-                self._span_limits,
-                self._id_generator,
+                tenant_id=tenant_id,
+                project_name=project_name,
+                resource=self._resource_for(tenant_id, project_name),
+                processor=self._pipeline.processor_for(tenant_id),
+                sampler=self._sampler,
+                span_limits=self._span_limits,
+                id_generator=self._id_generator,
             )
             self._providers[key] = provider
             self.providers_created += 1

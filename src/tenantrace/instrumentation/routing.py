@@ -11,13 +11,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind
+from opentelemetry.util._decorator import _agnosticcontextmanager
 from opentelemetry.util.types import Attributes
+
+from tenantrace.instrumentation.tenants import TENANT_CONTEXT_KEY
 
 if TYPE_CHECKING:
     from tenantrace.instrumentation.manager import TelemetryManager
@@ -38,14 +41,12 @@ def _global_manager() -> TelemetryManager:
 class RoutingTracer(trace_api.Tracer):
     """A tracer whose spans go to the provider of the tenant current at span start."""
 
-    def __init__(
-        self, manager: ManagerGetter, name: str, version: str | None = None
-    ) -> None:
+    def __init__(self, manager: ManagerGetter, name: str, version: str | None = None) -> None:
         self._manager = manager
         self._name = name or "unknown"
         self._version = version
 
-    def start_span(
+    def start_span(  # noqa: PLR0917 - signature fixed by opentelemetry.trace.Tracer
         self,
         name: str,
         context: Context | None = None,
@@ -76,8 +77,8 @@ class RoutingTracer(trace_api.Tracer):
             set_status_on_exception,
         )
 
-    @contextmanager
-    def start_as_current_span(
+    @_agnosticcontextmanager
+    def start_as_current_span(  # noqa: PLR0917 - signature fixed by opentelemetry.trace.Tracer
         self,
         name: str,
         context: Context | None = None,
@@ -99,13 +100,23 @@ class RoutingTracer(trace_api.Tracer):
             record_exception,
             set_status_on_exception,
         )
-        with trace_api.use_span(
-            span,
-            end_on_exit=end_on_exit,
-            record_exception=record_exception,
-            set_status_on_exception=set_status_on_exception,
-        ) as current:
-            yield current
+        # The span's tenant came from ``context``: make it current for the
+        # children too, or they would fall back to the ambient tenant.
+        tenant = context.get(TENANT_CONTEXT_KEY) if context is not None else None
+        token = None
+        if isinstance(tenant, str) and otel_context.get_value(TENANT_CONTEXT_KEY) != tenant:
+            token = otel_context.attach(otel_context.set_value(TENANT_CONTEXT_KEY, tenant))
+        try:
+            with trace_api.use_span(
+                span,
+                end_on_exit=end_on_exit,
+                record_exception=record_exception,
+                set_status_on_exception=set_status_on_exception,
+            ) as current:
+                yield current
+        finally:
+            if token is not None:
+                otel_context.detach(token)
 
 
 class TenantRoutingTracerProvider(trace_api.TracerProvider):

@@ -7,7 +7,9 @@ generator-based context manager. It works with ``with`` and ``async with``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable
 from types import TracebackType
 from typing import Final
 
@@ -41,15 +43,37 @@ def record_exception_once(span: Span, exc: BaseException, *, record: bool = True
             return
         span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:1024]))
         span.set_attribute(ERROR_TYPE, type(exc).__qualname__)
-        if not record or getattr(exc, _RECORDED, False):
+        if not record or getattr(exc, _RECORDED, False) or _recorded_by_user(span, exc):
             return
         span.record_exception(exc, escaped=True)
-        try:
+        # Exceptions with __slots__ cannot be marked; they may be recorded twice.
+        with contextlib.suppress(AttributeError, TypeError):
             setattr(exc, _RECORDED, True)
-        except (AttributeError, TypeError):  # exceptions with __slots__ cannot be marked
-            pass
     except Exception:  # telemetry must never replace the user's exception
         _logger.debug("tenantrace: could not record exception on span", exc_info=True)
+
+
+# The user's own ``span.record_exception(e)`` just before ``raise`` is among the
+# last events; looking further back would cost time on every failing call.
+_RECENT_EVENTS: Final = 4
+
+
+def _recorded_by_user(span: Span, exc: BaseException) -> bool:
+    """True when the code inside already added this exception's event to ``span``."""
+    events = getattr(span, "events", None)  # SDK spans only; others cannot tell
+    if not events:
+        return False
+    message = str(exc)
+    qualname = type(exc).__qualname__
+    for event in events[-_RECENT_EVENTS:]:
+        attributes = event.attributes or {}
+        if (
+            event.name == "exception"
+            and attributes.get("exception.message") == message
+            and str(attributes.get("exception.type", "")).endswith(qualname)
+        ):
+            return True
+    return False
 
 
 def end_span_with(span: Span, exc: BaseException | None, *, record: bool = True) -> None:
@@ -76,20 +100,31 @@ def activate_span(span: Span, tenant_id: str | None = None) -> object:
 
 
 class SpanScope:
-    """``with`` / ``async with`` scope around an already started span."""
+    """``with`` / ``async with`` scope that starts its span on entry and ends it on exit.
 
-    __slots__ = ("_record", "_span", "_tenant_id", "_token")
+    Nothing happens until ``__enter__``, as with OpenTelemetry's
+    ``start_as_current_span``: a scope built outside ``tenant_scope()`` or
+    before a parent span takes the tenant, the parent and the start time in
+    force when it is entered. ``start`` is the manager's span starter; it
+    returns the started span and its tenant, or None for a no-op.
+    """
+
+    __slots__ = ("_record", "_span", "_start", "_token")
 
     def __init__(
-        self, span: Span, tenant_id: str | None = None, *, record_exception: bool = True
+        self, start: Callable[[], tuple[Span, str] | None], *, record_exception: bool = True
     ) -> None:
-        self._span = span
-        self._tenant_id = tenant_id
+        self._start = start
         self._record = record_exception
+        self._span: Span = INVALID_SPAN
         self._token: object | None = None
 
     def __enter__(self) -> Span:
-        self._token = activate_span(self._span, self._tenant_id)
+        started = self._start()
+        if started is None:
+            return INVALID_SPAN
+        self._span, tenant = started
+        self._token = activate_span(self._span, tenant)
         return self._span
 
     def __exit__(
@@ -99,11 +134,12 @@ class SpanScope:
         tb: TracebackType | None,
     ) -> None:
         token, self._token = self._token, None
-        if token is not None:
-            try:
-                otel_context.detach(token)  # type: ignore[arg-type]
-            except Exception:
-                _logger.debug("tenantrace: context detach failed", exc_info=True)
+        if token is None:
+            return
+        try:
+            otel_context.detach(token)  # type: ignore[arg-type]
+        except Exception:
+            _logger.debug("tenantrace: context detach failed", exc_info=True)
         end_span_with(self._span, exc, record=self._record)
 
     async def __aenter__(self) -> Span:

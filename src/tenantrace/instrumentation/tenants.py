@@ -62,7 +62,7 @@ def set_tenant_in_context(tenant_id: str, context: Context | None = None) -> Con
     return otel_context.set_value(TENANT_CONTEXT_KEY, validate_tenant_id(tenant_id), context)
 
 
-class tenant_scope:  # noqa: N801 - used like a function: ``with tenant_scope("acme"):``
+class tenant_scope:
     """Make ``tenant_id`` the tenant of everything inside the block.
 
     Works as a sync and an async context manager; the id is validated when the

@@ -75,6 +75,7 @@ class _CallTracer:
 
     def __init__(
         self,
+        *,
         name: str,
         attributes: Mapping[str, AttributeValue] | None,
         record_exception: bool,
@@ -243,7 +244,7 @@ def _async_generator_wrapper(call: _CallTracer) -> Callable[..., Any]:
     return wrapper
 
 
-async def _traced_async_generator(
+async def _traced_async_generator(  # noqa: PLR0912 - asend/athrow/aclose each need a branch
     call: _CallTracer, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any
 ) -> AsyncGenerator[Any, Any]:
     try:
@@ -368,14 +369,14 @@ def trace_function(
             except (TypeError, ValueError):
                 signature = None
         call = _CallTracer(
-            name or _default_name(target),
-            attributes,
-            record_exception,
-            tenant_id,
-            project_name,
-            kind,
-            capture_args,
-            signature,
+            name=name or _default_name(target),
+            attributes=attributes,
+            record_exception=record_exception,
+            tenant_id=tenant_id,
+            project_name=project_name,
+            kind=kind,
+            capture=capture_args,
+            signature=signature,
         )
         call.static = isinstance(target, staticmethod)
         # The gate is a list's C __len__ (truthy int): wrapt decides in C, typed as a bool.
