@@ -10,6 +10,7 @@ import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 
+from phoenix_server import PhoenixServer, start_phoenix
 from tenantrace.instrumentation.tenants import current_tenant
 from tenantrace.testing import SpanCapture, capture_spans
 
@@ -47,3 +48,22 @@ def no_leaked_context() -> Iterator[None]:
         assert current_tenant() is None, "tenant scope leaked"
     finally:
         otel_context.detach(token)
+
+
+@pytest.fixture(scope="session")
+def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PhoenixServer]:
+    """One real Arize Phoenix server for the whole session (free ports, private data dir).
+
+    Skips locally when ``arize-phoenix`` is not installed; in CI it must run.
+    """
+    try:
+        import phoenix.server.main  # noqa: F401 - only checks that the server is installed
+    except ImportError as exc:
+        if IN_CI:
+            pytest.fail(f"arize-phoenix is not installed ({exc}); CI must provide it")
+        pytest.skip(f"arize-phoenix is not installed ({exc})")
+    server = start_phoenix(tmp_path_factory.mktemp("phoenix"))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -12,11 +12,13 @@ from tenantrace.instrumentation import (
     TelemetryLevel,
     TelemetryManager,
     TenantRoutingTracerProvider,
+    current_session,
     current_tenant,
     get_telemetry_manager,
     init_telemetry,
     install_routing_provider,
     tenant_scope,
+    using_session,
 )
 
 __version__ = "0.1.0"
@@ -29,9 +31,11 @@ __all__ = [
     "TelemetryManager",
     "TenantRoutingTracerProvider",
     "__version__",
+    "current_session",
     "current_tenant",
     "get_telemetry_manager",
     "init_telemetry",
     "install_routing_provider",
     "tenant_scope",
+    "using_session",
 ]

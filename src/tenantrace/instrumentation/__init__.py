@@ -10,6 +10,7 @@ from tenantrace.instrumentation.routing import (
     TenantRoutingTracerProvider,
     install_routing_provider,
 )
+from tenantrace.instrumentation.sessions import current_session, using_session
 from tenantrace.instrumentation.tenants import (
     InvalidTenantError,
     current_tenant,
@@ -25,11 +26,13 @@ __all__ = [
     "TelemetryLevel",
     "TelemetryManager",
     "TenantRoutingTracerProvider",
+    "current_session",
     "current_tenant",
     "get_telemetry_manager",
     "init_telemetry",
     "install_routing_provider",
     "is_valid_tenant_id",
     "tenant_scope",
+    "using_session",
     "validate_tenant_id",
 ]

@@ -32,6 +32,7 @@ from tenantrace.instrumentation.exporters import NullSpanExporter, build_exporte
 from tenantrace.instrumentation.pipeline import ExportPipeline, SpanTransform
 from tenantrace.instrumentation.providers import TenantRegistry, TenantTracerProvider
 from tenantrace.instrumentation.scrubbing import Scrubber
+from tenantrace.instrumentation.sessions import SESSION_ID, USER_ID
 from tenantrace.instrumentation.spans import NOOP_SCOPE, NoOpScope, SpanScope
 from tenantrace.instrumentation.tenants import TENANT_CONTEXT_KEY
 
@@ -40,8 +41,6 @@ __all__ = ["TelemetryManager", "get_telemetry_manager", "init_telemetry", "insta
 _logger = logging.getLogger(__name__)
 
 INSTRUMENTATION_SCOPE: Final = "tenantrace"
-SESSION_ID: Final = "session.id"
-USER_ID: Final = "user.id"
 TENANT_ID: Final = "tenant.id"
 # The keys opentelemetry-instrumentation's suppress_instrumentation() sets.
 _SUPPRESS_KEYS: Final = (

@@ -49,6 +49,7 @@ from tenantrace.instrumentation.exporters import (
     resource_size,
     span_size,
 )
+from tenantrace.instrumentation.sessions import session_attributes
 
 __all__ = ["ExportPipeline", "PipelineStats", "TenantSpanProcessor"]
 
@@ -478,7 +479,14 @@ class TenantSpanProcessor(SpanProcessor):
         self.tenant_id = tenant_id
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        return None
+        session = session_attributes(parent_context)
+        if session is None:
+            return
+        # An explicit ``session_span(session_id=...)`` wins over the ambient scope.
+        present = span.attributes or {}
+        for key, value in session.items():
+            if key not in present:
+                span.set_attribute(key, value)
 
     def on_end(self, span: ReadableSpan) -> None:
         self._submit(span, self.tenant_id)
