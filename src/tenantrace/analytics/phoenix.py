@@ -1,0 +1,427 @@
+"""Read traces and sessions back from Arize Phoenix, over its documented ``/v1`` REST API.
+
+Only httpx is needed (the ``phoenix`` extra). Every failure to talk to Phoenix,
+a refused connection, a timeout, an error status or a body that is not what
+the API documents, becomes one ``PhoenixError`` that names the URL, never a
+traceback from deep inside an HTTP library.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Literal
+from urllib.parse import quote
+
+import httpx
+
+from tenantrace.instrumentation.config import TelemetryConfig
+from tenantrace.instrumentation.sessions import SESSION_ID
+
+__all__ = ["PhoenixAnalytics", "PhoenixError", "SessionTurn", "TraceMetrics"]
+
+Outcome = Literal["success", "partial", "failure"]
+OUTCOMES: Final = ("success", "partial", "failure")
+# The span endpoint accepts at most 1000 per page; smaller pages keep a
+# progress bar moving and each request short.
+_PAGE: Final = 500
+_TRACE_IDS_PER_REQUEST: Final = 50
+# Attribute names (their last dotted segment) the seed reads as profile/strategy.
+_PROFILE_KEYS: Final = ("profile",)
+_STRATEGY_KEYS: Final = ("strategy",)
+
+
+class PhoenixError(RuntimeError):
+    """Phoenix could not be reached or did not answer as its API documents."""
+
+
+@dataclass(frozen=True, slots=True)
+class TraceMetrics:
+    """One traced operation read back from Phoenix (the seed's fields, then where it lives)."""
+
+    trace_id: str
+    timestamp: datetime
+    duration_ms: float
+    operation: str
+    status: str  # "success" or "error"
+    profile: str | None
+    strategy: str | None
+    error: str | None
+    metadata: dict[str, Any]
+    tenant_id: str | None = None
+    project: str | None = None
+    session_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTurn:
+    """One turn of a session: the root span of one of its traces."""
+
+    session_id: str
+    index: int
+    trace_id: str
+    operation: str
+    start_time: datetime
+    end_time: datetime
+    duration_ms: float
+    status: str
+    input: str | None
+    output: str | None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+class PhoenixAnalytics:
+    """Traces, sessions and outcomes of a Phoenix server.
+
+    ``PhoenixAnalytics(phoenix_url="http://localhost:6006")``; a tenant's
+    project is named by ``config``'s templates (the default config's unless
+    given), so ``get_traces(tenant_id="acme")`` reads ``cogniverse-acme``.
+    """
+
+    def __init__(
+        self,
+        phoenix_url: str = "http://localhost:6006",
+        *,
+        config: TelemetryConfig | None = None,
+        api_key: str | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.phoenix_url = phoenix_url.rstrip("/")
+        self._config = config or TelemetryConfig()
+        headers = {"accept": "application/json"}
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+        # trust_env=False: a proxy from the environment must not sit between us
+        # and a Phoenix on loopback.
+        self._client = httpx.Client(
+            base_url=self.phoenix_url, headers=headers, timeout=timeout_s, trust_env=False
+        )
+
+    # ------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> PhoenixAnalytics:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------- reading
+
+    def projects(self) -> list[str]:
+        """Names of all projects on the server."""
+        return [str(p["name"]) for p in self._paged("/v1/projects", {"limit": 100})]
+
+    def project_for(self, tenant_id: str, service: str | None = None) -> str:
+        """The project a tenant's spans are routed to (validates the tenant id)."""
+        return self._config.get_project_name(tenant_id, service)
+
+    def get_traces(
+        self,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        operation_filter: str | None = None,
+        limit: int = 1000,
+        *,
+        project: str | None = None,
+        tenant_id: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[TraceMetrics]:
+        """Traced operations started in ``[start_time, end_time)``, oldest first.
+
+        Without ``operation_filter`` one entry per trace (its root span); with
+        it, one per span of that name at any depth. ``project`` or
+        ``tenant_id`` picks one project; neither reads every project.
+        ``progress`` is called with the number of spans read after each page.
+        """
+        if limit <= 0:
+            return []
+        if project is not None and tenant_id is not None:
+            raise ValueError("give project or tenant_id, not both")
+        projects = (
+            [project]
+            if project is not None
+            else [self.project_for(tenant_id)]
+            if tenant_id is not None
+            else self.projects()
+        )
+        params: dict[str, Any] = {}
+        if start_time is not None:
+            params["start_time"] = _iso(start_time)
+        if end_time is not None:
+            params["end_time"] = _iso(end_time)
+        if operation_filter is not None:
+            params["name"] = operation_filter
+        else:
+            params["parent_id"] = "null"  # root spans: one per trace
+        traces: list[TraceMetrics] = []
+        for name in projects:
+            for span in self._spans(name, params, limit - len(traces), progress):
+                traces.append(_trace_metrics(span, name))
+            if len(traces) >= limit:
+                break
+        traces.sort(key=lambda t: t.timestamp)
+        return traces[:limit]
+
+    def get_session_turns(self, session_id: str) -> list[SessionTurn]:
+        """The turns of a session in the order they started ([] for an unknown session)."""
+        body = self._get(f"/v1/sessions/{_segment(session_id)}", {}, missing_ok=True)
+        if body is None:
+            return []
+        data = _field(body, "data", dict)
+        project = str(data.get("project_id", ""))
+        trace_ids = [str(t["trace_id"]) for t in _field(data, "traces", list)]
+        roots: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(trace_ids), _TRACE_IDS_PER_REQUEST):
+            batch = trace_ids[start : start + _TRACE_IDS_PER_REQUEST]
+            params = {"trace_id": batch, "parent_id": "null"}
+            for span in self._spans(project, params, len(batch) * 10, None):
+                roots.setdefault(str(span["context"]["trace_id"]), span)
+        spans = sorted(roots.values(), key=lambda s: _parse_time(s["start_time"]))
+        return [_turn(session_id, index, span) for index, span in enumerate(spans)]
+
+    def export_session_trajectories(self, session_ids: Iterable[str], path: str | Path) -> int:
+        """Write one JSON line per session (its turns in order) to ``path``; return the count.
+
+        Each line is ``{"session_id", "tenant_id", "turns": [{"index", "operation",
+        "input", "output", "start_time", "duration_ms", "status", ...}]}``, the
+        shape a fine-tuning data set of conversations is built from. Sessions
+        with no turns are skipped.
+        """
+        written = 0
+        with Path(path).open("w", encoding="utf-8") as out:
+            for session_id in session_ids:
+                turns = self.get_session_turns(session_id)
+                if not turns:
+                    continue
+                tenant = next((t.attributes.get("tenant.id") for t in turns), None)
+                record = {
+                    "session_id": session_id,
+                    "tenant_id": tenant,
+                    "turns": [_turn_record(turn) for turn in turns],
+                }
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                written += 1
+        return written
+
+    # ------------------------------------------------------------ outcomes
+
+    def log_session_outcome(
+        self,
+        session_id: str,
+        outcome: Outcome,
+        *,
+        score: float | None = None,
+        explanation: str | None = None,
+        annotator_kind: Literal["HUMAN", "LLM", "CODE"] = "CODE",
+        name: str = "outcome",
+    ) -> str:
+        """Record how a session ended as a Phoenix session annotation; return its id."""
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
+        if score is not None and not math.isfinite(score):
+            raise ValueError(f"score must be a finite number, got {score!r}")
+        annotation = {
+            "session_id": session_id,
+            "name": name,
+            "annotator_kind": annotator_kind,
+            "result": {"label": outcome, "score": score, "explanation": explanation},
+        }
+        body = self._request(
+            "POST", "/v1/session_annotations", params={"sync": "true"}, json={"data": [annotation]}
+        )
+        inserted = _field(body, "data", list) if body else []
+        return str(inserted[0]["id"]) if inserted else ""
+
+    def get_session_outcomes(self, session_id: str, project: str) -> list[dict[str, Any]]:
+        """The annotations of a session in ``project`` (each with ``name`` and ``result``)."""
+        path = f"/v1/projects/{_segment(project)}/session_annotations"
+        return list(self._paged(path, {"session_ids": [session_id], "limit": 100}))
+
+    # ------------------------------------------------------------ plumbing
+
+    def _spans(
+        self,
+        project: str,
+        params: Mapping[str, Any],
+        limit: int,
+        progress: Callable[[int], None] | None,
+    ) -> Iterator[dict[str, Any]]:
+        path = f"/v1/projects/{_segment(project)}/spans"
+        read = 0
+        for span in self._paged(path, {**params, "limit": min(_PAGE, max(limit, 1))}, True):
+            if read >= limit:
+                return
+            read += 1
+            if progress is not None and read % _PAGE == 0:
+                progress(read)
+            yield span
+        if progress is not None and read % _PAGE:
+            progress(read)
+
+    def _paged(
+        self, path: str, params: Mapping[str, Any], missing_ok: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        cursor: str | None = None
+        while True:
+            page_params = {**params, **({"cursor": cursor} if cursor else {})}
+            body = self._get(path, page_params, missing_ok=missing_ok)
+            if body is None:
+                return
+            for item in _field(body, "data", list):
+                if isinstance(item, dict):
+                    yield item
+            next_cursor = body.get("next_cursor")
+            if not next_cursor:
+                return
+            cursor = str(next_cursor)
+
+    def _get(
+        self, path: str, params: Mapping[str, Any], *, missing_ok: bool = False
+    ) -> dict[str, Any] | None:
+        return self._request("GET", path, params=params, missing_ok=missing_ok)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        missing_ok: bool = False,
+    ) -> dict[str, Any] | None:
+        url = f"{self.phoenix_url}{path}"
+        try:
+            response = self._client.request(method, path, params=params, json=json)
+        except httpx.HTTPError as exc:
+            raise PhoenixError(f"Phoenix at {self.phoenix_url} is unreachable: {exc}") from None
+        if response.status_code == httpx.codes.NOT_FOUND and missing_ok:
+            return None
+        if response.is_error:
+            raise PhoenixError(
+                f"Phoenix at {url} answered {response.status_code}: {response.text[:300]}"
+            )
+        try:
+            body = response.json()
+        except ValueError:
+            raise PhoenixError(
+                f"Phoenix at {url} answered with something that is not JSON: "
+                f"{response.text[:120]!r}"
+            ) from None
+        if not isinstance(body, dict):
+            raise PhoenixError(f"Phoenix at {url} answered with an unexpected body")
+        return body
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _iso(moment: datetime) -> str:
+    # A naive datetime is local time, as ``datetime.now()`` in the seed gives.
+    return (moment if moment.tzinfo else moment.astimezone()).astimezone(UTC).isoformat()
+
+
+def _field(body: Mapping[str, Any], name: str, kind: type) -> Any:
+    value = body.get(name)
+    if not isinstance(value, kind):
+        raise PhoenixError(f"Phoenix's answer has no {name!r} {kind.__name__}")
+    return value
+
+
+def _parse_time(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise PhoenixError(f"Phoenix sent a span time that is not text: {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise PhoenixError(f"Phoenix sent a span time that is not ISO 8601: {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _duration_ms(span: Mapping[str, Any]) -> float:
+    start, end = _parse_time(span.get("start_time")), _parse_time(span.get("end_time"))
+    return max((end - start).total_seconds() * 1000.0, 0.0)
+
+
+def _attribute(attributes: Mapping[str, Any], last_segments: tuple[str, ...]) -> str | None:
+    for key, value in attributes.items():
+        if key.rsplit(".", 1)[-1] in last_segments and value is not None:
+            return str(value)
+    return None
+
+
+def _error_of(span: Mapping[str, Any]) -> str | None:
+    if span.get("status_code") != "ERROR":
+        return None
+    message = span.get("status_message")
+    if message:
+        return str(message)
+    for event in span.get("events") or []:
+        if isinstance(event, dict) and event.get("name") == "exception":
+            attributes = event.get("attributes") or {}
+            return str(attributes.get("exception.message") or attributes.get("exception.type"))
+    return "error"
+
+
+def _trace_metrics(span: Mapping[str, Any], project: str) -> TraceMetrics:
+    try:
+        attributes: dict[str, Any] = dict(span.get("attributes") or {})
+        error = _error_of(span)
+        return TraceMetrics(
+            trace_id=str(span["context"]["trace_id"]),
+            timestamp=_parse_time(span["start_time"]),
+            duration_ms=_duration_ms(span),
+            operation=str(span["name"]),
+            status="error" if error is not None else "success",
+            profile=_attribute(attributes, _PROFILE_KEYS),
+            strategy=_attribute(attributes, _STRATEGY_KEYS),
+            error=error,
+            metadata=attributes,
+            tenant_id=_optional_str(attributes.get("tenant.id")),
+            project=project,
+            session_id=_optional_str(attributes.get(SESSION_ID)),
+        )
+    except (KeyError, TypeError) as exc:
+        raise PhoenixError(f"Phoenix sent a span without {exc}") from None
+
+
+def _turn(session_id: str, index: int, span: Mapping[str, Any]) -> SessionTurn:
+    attributes: dict[str, Any] = dict(span.get("attributes") or {})
+    return SessionTurn(
+        session_id=session_id,
+        index=index,
+        trace_id=str(span["context"]["trace_id"]),
+        operation=str(span["name"]),
+        start_time=_parse_time(span["start_time"]),
+        end_time=_parse_time(span["end_time"]),
+        duration_ms=_duration_ms(span),
+        status="error" if _error_of(span) is not None else "success",
+        input=_optional_str(attributes.get("input.value")),
+        output=_optional_str(attributes.get("output.value")),
+        attributes=attributes,
+    )
+
+
+def _turn_record(turn: SessionTurn) -> dict[str, Any]:
+    record = asdict(turn)
+    del record["session_id"]
+    record["start_time"] = turn.start_time.isoformat()
+    record["end_time"] = turn.end_time.isoformat()
+    return record
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value is None else str(value)

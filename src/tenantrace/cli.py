@@ -1,0 +1,285 @@
+"""The ``tenantrace`` command: ``demo``, ``doctor``, ``report`` and ``sessions export``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+__all__ = ["main", "parse_duration"]
+
+EXIT_OK = 0
+EXIT_DEGRADED = 1
+EXIT_UNHEALTHY = 2
+EXIT_USAGE = 2
+_DEFAULT_PHOENIX = "http://localhost:6006"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"90s"``, ``"15m"``, ``"1h"``, ``"2d"`` or ``"1w"`` as a ``timedelta``."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration like 30m, 1h or 2d: {text!r}")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+# ------------------------------------------------------------------- demo
+
+
+def _demo(args: argparse.Namespace, out: TextIO) -> int:
+    from tenantrace.demo import run_demo
+
+    return run_demo(endpoint=args.endpoint, out=out)
+
+
+# ----------------------------------------------------------------- doctor
+
+
+def _endpoint_address(endpoint: str) -> tuple[str, int] | None:
+    parts = urlsplit(endpoint if "://" in endpoint else f"//{endpoint}")
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    default = 443 if parts.scheme == "https" else 80
+    return parts.hostname, port or default
+
+
+def _reachable(endpoint: str, timeout_s: float = 2.0) -> tuple[bool, str]:
+    address = _endpoint_address(endpoint)
+    if address is None:
+        return False, f"cannot read a host and port from {endpoint!r}"
+    try:
+        with socket.create_connection(address, timeout=timeout_s):
+            return True, f"{address[0]}:{address[1]} accepts connections"
+    except OSError as exc:
+        return False, f"{address[0]}:{address[1]} does not accept connections ({exc})"
+
+
+def _doctor(args: argparse.Namespace, out: TextIO) -> int:
+    from tenantrace.instrumentation.config import TelemetryConfig
+    from tenantrace.instrumentation.manager import TelemetryManager
+
+    explicit: dict[str, Any] = {}
+    if args.endpoint:
+        explicit["otlp_endpoint"] = args.endpoint
+    try:
+        config = TelemetryConfig.from_env(**explicit)
+    except ValueError as exc:
+        out.write(f"status: unhealthy\nconfiguration error: {exc}\n")
+        return EXIT_UNHEALTHY
+    report: dict[str, Any] = {
+        "config": {
+            "enabled": config.enabled,
+            "level": config.level.value,
+            "exporter": config.effective_exporter,
+            "otlp_endpoint": config.otlp_endpoint,
+            "tenant_project_template": config.tenant_project_template,
+            "sync_export": config.batch_config.use_sync_export,
+        }
+    }
+    reachable = True
+    if config.enabled and config.effective_exporter.startswith("otlp"):
+        reachable, detail = _reachable(config.otlp_endpoint)
+        report["endpoint"] = {"reachable": reachable, "detail": detail}
+    manager = TelemetryManager(config)
+    try:
+        health = manager.health(timeout_millis=int(args.timeout * 1000))
+    finally:
+        manager.shutdown(timeout_millis=2000)
+    status = str(health["status"])
+    if status == "healthy" and not reachable:
+        status = "degraded"
+    report["status"] = status
+    report["stats"] = health.get("stats", {})
+    if "error" in health:
+        report["error"] = health["error"]
+    if args.json:
+        out.write(json.dumps(report, indent=2, default=str) + "\n")
+    else:
+        out.write(f"status: {status}\n")
+        for key, value in report["config"].items():
+            out.write(f"  {key}: {value}\n")
+        if "endpoint" in report:
+            out.write(f"endpoint: {report['endpoint']['detail']}\n")
+        if "error" in report:
+            out.write(f"error: {report['error']}\n")
+        stats = report["stats"]
+        out.write(
+            "stats: "
+            + ", ".join(
+                f"{key}={stats.get(key)}"
+                for key in ("spans_started", "exported_spans", "dropped_spans", "export_failures")
+            )
+            + "\n"
+        )
+    return {"healthy": EXIT_OK, "disabled": EXIT_OK, "degraded": EXIT_DEGRADED}.get(
+        status, EXIT_UNHEALTHY
+    )
+
+
+# ----------------------------------------------------------------- report
+
+
+def _progress(description: str) -> tuple[Callable[[int], None], Callable[[], None]]:
+    """A progress bar on stderr (tqdm, hidden when stderr is not a terminal)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return (lambda read: None), (lambda: None)
+    bar = tqdm(desc=description, unit=" spans", file=sys.stderr, disable=None, leave=False)
+    state = {"last": 0}
+
+    def update(read: int) -> None:
+        # The reader reports a running count per project; tqdm wants increments.
+        if read < state["last"]:
+            state["last"] = 0
+        bar.update(read - state["last"])
+        state["last"] = read
+
+    return update, bar.close
+
+
+def _report(args: argparse.Namespace, out: TextIO) -> int:
+    from tenantrace.analytics.phoenix import PhoenixAnalytics
+    from tenantrace.analytics.report import write_report
+
+    end = datetime.now().astimezone()
+    start = end - parse_duration(args.since)
+    update, close = _progress("fetching spans from Phoenix")
+    try:
+        with PhoenixAnalytics(args.phoenix_url) as analytics:
+            traces = analytics.get_traces(
+                start,
+                end,
+                operation_filter=args.operation,
+                limit=args.limit,
+                project=args.project,
+                tenant_id=args.tenant,
+                progress=update,
+            )
+    finally:
+        close()
+    scope = args.project or (f"tenant {args.tenant}" if args.tenant else "all projects")
+    path = write_report(
+        traces,
+        args.out,
+        title=f"tenantrace report: {scope}, last {args.since}",
+        source=args.phoenix_url,
+    )
+    out.write(f"{len(traces)} traces from {scope} written to {path}\n")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------- sessions
+
+
+def _sessions_export(args: argparse.Namespace, out: TextIO) -> int:
+    from tenantrace.analytics.phoenix import PhoenixAnalytics
+
+    with PhoenixAnalytics(args.phoenix_url) as analytics:
+        written = analytics.export_session_trajectories(args.session_id, args.out)
+    missing = len(args.session_id) - written
+    out.write(f"{written} session trajectories written to {args.out}")
+    out.write(f" ({missing} not found)\n" if missing else "\n")
+    return EXIT_OK if written else EXIT_DEGRADED
+
+
+# ------------------------------------------------------------------ parser
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tenantrace", description="Tenant-aware OpenTelemetry instrumentation."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="trace a small multi-tenant app and print each tenant's trace trees",
+        description="Run a small multi-tenant app through the layers and propagation and "
+        "print each tenant's trace trees (in memory, no server needed).",
+    )
+    demo.add_argument(
+        "--endpoint", help="send the spans to this OTLP gRPC collector instead (host:port)"
+    )
+    demo.set_defaults(run=_demo)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="check the telemetry set-up: config, endpoint, a test span, stats",
+        description="Health check: the configuration in force (from OTEL_* / TELEMETRY_* "
+        "variables), whether the endpoint accepts connections, and a test span flushed "
+        "through the real pipeline. Exit code 0 healthy (or disabled), 1 degraded, "
+        "2 unhealthy.",
+    )
+    doctor.add_argument("--endpoint", help="check this OTLP endpoint instead of the configured")
+    doctor.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the flush")
+    doctor.add_argument("--json", action="store_true", help="print the result as JSON")
+    doctor.set_defaults(run=_doctor)
+
+    phoenix_url = os.environ.get("PHOENIX_URL", _DEFAULT_PHOENIX)
+    report = commands.add_parser(
+        "report",
+        help="read traces back from Phoenix and write an HTML report with plots",
+        description="Fetch traces from Phoenix and write one self-contained HTML file "
+        "(plotly.js embedded, opens offline): latency per operation and over time, "
+        "error rates, sessions per tenant.",
+    )
+    report.add_argument("--phoenix-url", default=phoenix_url, help=f"default {phoenix_url}")
+    which = report.add_mutually_exclusive_group()
+    which.add_argument("--project", help="one Phoenix project")
+    which.add_argument("--tenant", help="the project of one tenant (from the templates)")
+    report.add_argument("--since", default="1h", help="how far back: e.g. 30m, 1h, 2d")
+    report.add_argument("--operation", help="only spans of this name (any depth)")
+    report.add_argument("--limit", type=int, default=10_000, help="at most this many traces")
+    report.add_argument("--out", default="report.html", help="the HTML file to write")
+    report.set_defaults(run=_report)
+
+    sessions = commands.add_parser(
+        "sessions", help="session tools", description="Tools for sessions stored in Phoenix."
+    )
+    session_commands = sessions.add_subparsers(dest="session_command", required=True)
+    export = session_commands.add_parser(
+        "export",
+        help="write sessions' turns as JSON Lines (one session per line)",
+        description="Export each session's trajectory (its turns in order, with inputs, "
+        "outputs and timings) as JSON Lines, ready for a fine-tuning data set.",
+    )
+    export.add_argument("--phoenix-url", default=phoenix_url, help=f"default {phoenix_url}")
+    export.add_argument(
+        "--session-id", action="append", required=True, help="a session id (repeatable)"
+    )
+    export.add_argument("--out", default="trajectories.jsonl", help="the JSONL file to write")
+    export.set_defaults(run=_sessions_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the command line; return its exit code."""
+    args = _parser().parse_args(argv)
+    stream = out or sys.stdout
+    try:
+        result: int = args.run(args, stream)
+    except ImportError as exc:
+        sys.stderr.write(f"tenantrace {args.command}: {exc}\n")
+        return EXIT_USAGE
+    except (RuntimeError, ValueError, OSError, argparse.ArgumentTypeError) as exc:
+        # PhoenixError is a RuntimeError: its message names the URL.
+        sys.stderr.write(f"tenantrace {args.command}: {exc}\n")
+        return EXIT_UNHEALTHY
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
