@@ -169,7 +169,7 @@ class PhoenixAnalytics:
         traces: list[TraceMetrics] = []
         for name in projects:
             for span in self._spans(name, params, limit - len(traces), progress):
-                traces.append(_trace_metrics(span, name))
+                traces.append(_trace_metrics(span, name, tenant_id))
             if len(traces) >= limit:
                 break
         traces.sort(key=lambda t: t.timestamp)
@@ -376,7 +376,7 @@ def _error_of(span: Mapping[str, Any]) -> str | None:
     return "error"
 
 
-def _trace_metrics(span: Mapping[str, Any], project: str) -> TraceMetrics:
+def _trace_metrics(span: Mapping[str, Any], project: str, tenant_id: str | None) -> TraceMetrics:
     try:
         attributes: dict[str, Any] = dict(span.get("attributes") or {})
         error = _error_of(span)
@@ -390,7 +390,9 @@ def _trace_metrics(span: Mapping[str, Any], project: str) -> TraceMetrics:
             strategy=_attribute(attributes, _STRATEGY_KEYS),
             error=error,
             metadata=attributes,
-            tenant_id=_optional_str(attributes.get("tenant.id")),
+            # Spans of @trace_function carry the tenant only in their Resource,
+            # which Phoenix does not keep: the project read from tells it then.
+            tenant_id=_optional_str(attributes.get("tenant.id")) or tenant_id,
             project=project,
             session_id=_optional_str(attributes.get(SESSION_ID)),
         )

@@ -15,7 +15,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 from typing import IO, Final, TypeVar
 from urllib.parse import urlsplit
 
@@ -29,6 +30,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, Status
 from opentelemetry.util.types import Attributes, AttributeValue
 
+from tenantrace.instrumentation._ended import ended_attributes, ended_items
 from tenantrace.instrumentation.config import TelemetryConfig
 
 __all__ = [
@@ -311,13 +313,7 @@ def _attributes_size(attributes: Attributes | Mapping[str, object]) -> tuple[int
     if not attributes:
         return 0, True
     total, ok = 0, True
-    # BoundedAttributes iterates through Python-level __getitem__ calls; its dict does not.
-    items = (
-        attributes._dict.items()
-        if isinstance(attributes, BoundedAttributes)
-        else attributes.items()
-    )
-    for key, value in items:
+    for key, value in ended_attributes(attributes).items():
         # Fast path for the common case, on the export thread for every span:
         # ASCII key, ASCII string or small scalar value.
         if key.isascii():
@@ -351,25 +347,18 @@ def span_size(span: ReadableSpan) -> tuple[int, bool]:
     # The private fields: the public properties copy the events and links.
     size, attrs_ok = _attributes_size(span._attributes)
     total, ok = total + size, ok and attrs_ok
-    for event in _items(span._events):
-        size, name_ok = _str_size(event.name)
-        attrs, attrs_ok = _attributes_size(event.attributes)
-        total += _EVENT + size + attrs
-        ok = ok and name_ok and attrs_ok
-    for link in _items(span._links):
-        attrs, attrs_ok = _attributes_size(link.attributes)
-        total += _LINK + attrs
-        ok = ok and attrs_ok
+    if span._events:  # most spans have neither events nor links
+        for event in ended_items(span._events):
+            size, name_ok = _str_size(event.name)
+            attrs, attrs_ok = _attributes_size(event.attributes)
+            total += _EVENT + size + attrs
+            ok = ok and name_ok and attrs_ok
+    if span._links:
+        for link in ended_items(span._links):
+            attrs, attrs_ok = _attributes_size(link.attributes)
+            total += _LINK + attrs
+            ok = ok and attrs_ok
     return total, ok
-
-
-def _items(sequence: Sequence[_T]) -> Iterable[_T]:
-    # BoundedList copies itself under a lock to iterate; its deque is read directly
-    # here, on the export thread, after the span has ended and can no longer change.
-    items: Iterable[_T] = (
-        getattr(sequence, "_dq", sequence) if isinstance(sequence, BoundedList) else sequence
-    )
-    return items
 
 
 def _envelope_size(span: ReadableSpan) -> tuple[int, bool]:
@@ -377,16 +366,22 @@ def _envelope_size(span: ReadableSpan) -> tuple[int, bool]:
     total, ok = _SPAN, True
     scope = span.instrumentation_scope
     if scope is not None:
-        # Library tracers' scope names and versions come from callers too.
-        name, name_ok = _str_size(scope.name)
-        version, version_ok = _str_size(scope.version or "")
-        scope_attrs, attrs_ok = _attributes_size(scope.attributes)
-        total += _SCOPE + name + version + scope_attrs + len(scope.schema_url or "")
-        ok = name_ok and version_ok and attrs_ok
+        size, ok = _scope_size(scope)
+        total += size
     context = span.context
     if context is not None and context.trace_state:
         total += len(context.trace_state.to_header())
     return total, ok
+
+
+@lru_cache(maxsize=256)  # a handful of scopes (one per tracer) serve every span
+def _scope_size(scope: InstrumentationScope) -> tuple[int, bool]:
+    # Library tracers' scope names and versions come from callers too.
+    name, name_ok = _str_size(scope.name)
+    version, version_ok = _str_size(scope.version or "")
+    attributes, attributes_ok = _attributes_size(scope.attributes)
+    size = _SCOPE + name + version + attributes + len(scope.schema_url or "")
+    return size, name_ok and version_ok and attributes_ok
 
 
 def _repaired_scope(scope: InstrumentationScope | None) -> InstrumentationScope | None:

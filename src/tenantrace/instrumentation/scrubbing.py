@@ -46,6 +46,8 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link
 from opentelemetry.util.types import Attributes, AttributeValue
 
+from tenantrace.instrumentation._ended import ended_attributes, ended_items
+
 if TYPE_CHECKING:
     from tenantrace.instrumentation.config import TelemetryConfig
 
@@ -181,25 +183,32 @@ class Scrubber:
         return self.decision(key) == _SECRET
 
     def __call__(self, span: ReadableSpan) -> ReadableSpan:
-        attributes = self._scrubbed(span.attributes)
-        events = [self._scrubbed(event.attributes) for event in span.events]
-        links = [self._scrubbed(link.attributes) for link in span.links]
+        # The private fields: the span has ended, and the public properties copy.
+        attributes = self._scrubbed(span._attributes)
+        if not span._events and not span._links:  # most spans: nothing else to look at
+            return span if attributes is None else self._copy(span, attributes, [], [])
+        events = [self._scrubbed(event.attributes) for event in ended_items(span._events)]
+        links = [self._scrubbed(link.attributes) for link in ended_items(span._links)]
         if attributes is None and all(e is None for e in events) and all(x is None for x in links):
             return span
         return self._copy(span, attributes, events, links)
 
     def _needs_change(self, attributes: Mapping[str, AttributeValue]) -> bool:
-        decision = self.decision
+        # Runs for every attribute of every span: the cached verdict inline.
+        cached = self._decisions.get
         for key, value in attributes.items():
-            verdict = decision(key)
+            verdict = cached(key)
+            if verdict is None:
+                verdict = self.decision(key)
             if verdict == _SECRET and value != REDACTED:
                 return True
             if verdict == _SECRET_UNLESS_NUMBER and not _is_number(value):
                 return True
         return False
 
-    def _scrubbed(self, attributes: Attributes) -> BoundedAttributes | None:
+    def _scrubbed(self, original: Attributes) -> BoundedAttributes | None:
         """The redacted attributes, or None when nothing changes."""
+        attributes = ended_attributes(original)
         if not attributes:
             return None
         if self._callback is None and not self._needs_change(attributes):
@@ -223,7 +232,7 @@ class Scrubber:
         bounded = BoundedAttributes(
             maxlen=None, attributes=kept, immutable=True, max_value_len=self._max_value_length
         )
-        dropped = attributes.dropped if isinstance(attributes, BoundedAttributes) else 0
+        dropped = original.dropped if isinstance(original, BoundedAttributes) else 0
         bounded.dropped = dropped + len(attributes) - len(kept)
         return bounded
 
