@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +39,10 @@ _STRATEGY_KEYS: Final = ("strategy",)
 
 class PhoenixError(RuntimeError):
     """Phoenix could not be reached or did not answer as its API documents."""
+
+
+class _Malformed(ValueError):
+    """A part of an answer is not what Phoenix's API describes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +125,19 @@ class PhoenixAnalytics:
 
     # ------------------------------------------------------------- reading
 
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Turn an answer that is not what the API describes into one PhoenixError."""
+        try:
+            yield
+        except (_Malformed, KeyError, TypeError) as exc:
+            detail = exc if isinstance(exc, _Malformed) else f"a span without {exc}"
+            raise PhoenixError(f"Phoenix at {self.phoenix_url} sent {detail}") from None
+
     def projects(self) -> list[str]:
         """Names of all projects on the server."""
-        return [str(p["name"]) for p in self._paged("/v1/projects", {"limit": 100})]
+        with self._reading():
+            return [str(p["name"]) for p in self._paged("/v1/projects", {"limit": 100})]
 
     def project_for(self, tenant_id: str, service: str | None = None) -> str:
         """The project a tenant's spans are routed to (validates the tenant id)."""
@@ -167,30 +182,32 @@ class PhoenixAnalytics:
         else:
             params["parent_id"] = "null"  # root spans: one per trace
         traces: list[TraceMetrics] = []
-        for name in projects:
-            for span in self._spans(name, params, limit - len(traces), progress):
-                traces.append(_trace_metrics(span, name, tenant_id))
-            if len(traces) >= limit:
-                break
+        with self._reading():
+            for name in projects:
+                for span in self._spans(name, params, limit - len(traces), progress):
+                    traces.append(_trace_metrics(span, name, tenant_id))
+                if len(traces) >= limit:
+                    break
         traces.sort(key=lambda t: t.timestamp)
         return traces[:limit]
 
     def get_session_turns(self, session_id: str) -> list[SessionTurn]:
         """The turns of a session in the order they started ([] for an unknown session)."""
-        body = self._get(f"/v1/sessions/{_segment(session_id)}", {}, missing_ok=True)
-        if body is None:
-            return []
-        data = _field(body, "data", dict)
-        project = str(data.get("project_id", ""))
-        trace_ids = [str(t["trace_id"]) for t in _field(data, "traces", list)]
-        roots: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(trace_ids), _TRACE_IDS_PER_REQUEST):
-            batch = trace_ids[start : start + _TRACE_IDS_PER_REQUEST]
-            params = {"trace_id": batch, "parent_id": "null"}
-            for span in self._spans(project, params, len(batch) * 10, None):
-                roots.setdefault(str(span["context"]["trace_id"]), span)
-        spans = sorted(roots.values(), key=lambda s: _parse_time(s["start_time"]))
-        return [_turn(session_id, index, span) for index, span in enumerate(spans)]
+        with self._reading():
+            body = self._get(f"/v1/sessions/{_segment(session_id)}", {}, missing_ok=True)
+            if body is None:
+                return []
+            data = _field(body, "data", dict)
+            project = str(data.get("project_id", ""))
+            trace_ids = [str(t["trace_id"]) for t in _field(data, "traces", list)]
+            roots: dict[str, dict[str, Any]] = {}
+            for start in range(0, len(trace_ids), _TRACE_IDS_PER_REQUEST):
+                batch = trace_ids[start : start + _TRACE_IDS_PER_REQUEST]
+                params = {"trace_id": batch, "parent_id": "null"}
+                for span in self._spans(project, params, len(batch) * 10, None):
+                    roots.setdefault(str(span["context"]["trace_id"]), span)
+            spans = sorted(roots.values(), key=lambda s: _parse_time(s["start_time"]))
+            return [_turn(session_id, index, span) for index, span in enumerate(spans)]
 
     def export_session_trajectories(self, session_ids: Iterable[str], path: str | Path) -> int:
         """Write one JSON line per session (its turns in order) to ``path``; return the count.
@@ -242,13 +259,15 @@ class PhoenixAnalytics:
         body = self._request(
             "POST", "/v1/session_annotations", params={"sync": "true"}, json={"data": [annotation]}
         )
-        inserted = _field(body, "data", list) if body else []
-        return str(inserted[0]["id"]) if inserted else ""
+        with self._reading():
+            inserted = _field(body, "data", list) if body else []
+            return str(inserted[0]["id"]) if inserted else ""
 
     def get_session_outcomes(self, session_id: str, project: str) -> list[dict[str, Any]]:
         """The annotations of a session in ``project`` (each with ``name`` and ``result``)."""
         path = f"/v1/projects/{_segment(project)}/session_annotations"
-        return list(self._paged(path, {"session_ids": [session_id], "limit": 100}))
+        with self._reading():
+            return list(self._paged(path, {"session_ids": [session_id], "limit": 100}))
 
     # ------------------------------------------------------------ plumbing
 
@@ -337,17 +356,17 @@ def _iso(moment: datetime) -> str:
 def _field(body: Mapping[str, Any], name: str, kind: type) -> Any:
     value = body.get(name)
     if not isinstance(value, kind):
-        raise PhoenixError(f"Phoenix's answer has no {name!r} {kind.__name__}")
+        raise _Malformed(f"an answer with no {name!r} {kind.__name__}")
     return value
 
 
 def _parse_time(value: object) -> datetime:
     if not isinstance(value, str):
-        raise PhoenixError(f"Phoenix sent a span time that is not text: {value!r}")
+        raise _Malformed(f"a span time that is not text: {value!r}")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise PhoenixError(f"Phoenix sent a span time that is not ISO 8601: {value!r}") from None
+        raise _Malformed(f"a span time that is not ISO 8601: {value!r}") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -377,27 +396,24 @@ def _error_of(span: Mapping[str, Any]) -> str | None:
 
 
 def _trace_metrics(span: Mapping[str, Any], project: str, tenant_id: str | None) -> TraceMetrics:
-    try:
-        attributes: dict[str, Any] = dict(span.get("attributes") or {})
-        error = _error_of(span)
-        return TraceMetrics(
-            trace_id=str(span["context"]["trace_id"]),
-            timestamp=_parse_time(span["start_time"]),
-            duration_ms=_duration_ms(span),
-            operation=str(span["name"]),
-            status="error" if error is not None else "success",
-            profile=_attribute(attributes, _PROFILE_KEYS),
-            strategy=_attribute(attributes, _STRATEGY_KEYS),
-            error=error,
-            metadata=attributes,
-            # Spans of @trace_function carry the tenant only in their Resource,
-            # which Phoenix does not keep: the project read from tells it then.
-            tenant_id=_optional_str(attributes.get("tenant.id")) or tenant_id,
-            project=project,
-            session_id=_optional_str(attributes.get(SESSION_ID)),
-        )
-    except (KeyError, TypeError) as exc:
-        raise PhoenixError(f"Phoenix sent a span without {exc}") from None
+    attributes: dict[str, Any] = dict(span.get("attributes") or {})
+    error = _error_of(span)
+    return TraceMetrics(
+        trace_id=str(span["context"]["trace_id"]),
+        timestamp=_parse_time(span["start_time"]),
+        duration_ms=_duration_ms(span),
+        operation=str(span["name"]),
+        status="error" if error is not None else "success",
+        profile=_attribute(attributes, _PROFILE_KEYS),
+        strategy=_attribute(attributes, _STRATEGY_KEYS),
+        error=error,
+        metadata=attributes,
+        # Spans of @trace_function carry the tenant only in their Resource,
+        # which Phoenix does not keep: the project read from tells it then.
+        tenant_id=_optional_str(attributes.get("tenant.id")) or tenant_id,
+        project=project,
+        session_id=_optional_str(attributes.get(SESSION_ID)),
+    )
 
 
 def _turn(session_id: str, index: int, span: Mapping[str, Any]) -> SessionTurn:
