@@ -8,11 +8,12 @@ onto each span as it starts, so auto-instrumented libraries' spans carry it too.
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Final
 
 from opentelemetry import context as otel_context
 from opentelemetry.util.types import AttributeValue
+
+from tenantrace.instrumentation._attached import AttachedContext
 
 __all__ = ["SESSION_ID", "USER_ID", "current_session", "session_attributes", "using_session"]
 
@@ -28,46 +29,25 @@ def _bounded(value: object) -> str:
     return str(value)[:MAX_ID_LENGTH]
 
 
-class using_session:
+class using_session(AttachedContext[str]):
     """Make ``session_id`` (and ``user_id``) the session of every span inside the block.
 
     Works with ``with`` and ``async with``; nested scopes replace the outer
     one until they exit. Ids are kept as text of at most 256 characters.
     """
 
-    __slots__ = ("_attributes", "_token")
+    __slots__ = ("_attributes",)
 
     def __init__(self, session_id: object, user_id: object | None = None) -> None:
+        super().__init__()
         attributes: dict[str, AttributeValue] = {SESSION_ID: _bounded(session_id)}
         if user_id is not None:
             attributes[USER_ID] = _bounded(user_id)
         self._attributes = attributes
-        self._token: object | None = None
 
-    def __enter__(self) -> using_session:
-        self._token = otel_context.attach(otel_context.set_value(_SESSION_KEY, self._attributes))
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        token, self._token = self._token, None
-        if token is not None:
-            otel_context.detach(token)  # type: ignore[arg-type]
-
-    async def __aenter__(self) -> using_session:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
+    def _attach(self) -> tuple[otel_context.Context, str]:
+        ctx = otel_context.set_value(_SESSION_KEY, self._attributes)
+        return ctx, str(self._attributes[SESSION_ID])
 
 
 def session_attributes(

@@ -10,11 +10,12 @@ Inbound baggage alone never does.
 from __future__ import annotations
 
 import re
-from types import TracebackType
 from typing import Final
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
+
+from tenantrace.instrumentation._attached import AttachedContext
 
 __all__ = [
     "TENANT_CONTEXT_KEY",
@@ -62,45 +63,22 @@ def set_tenant_in_context(tenant_id: str, context: Context | None = None) -> Con
     return otel_context.set_value(TENANT_CONTEXT_KEY, validate_tenant_id(tenant_id), context)
 
 
-class tenant_scope:
+class tenant_scope(AttachedContext[str]):
     """Make ``tenant_id`` the tenant of everything inside the block.
 
     Works as a sync and an async context manager; the id is validated when the
     scope is created, so a bad id raises before any user code runs.
     """
 
-    __slots__ = ("_tenant_id", "_token")
+    __slots__ = ("_tenant_id",)
 
     def __init__(self, tenant_id: str) -> None:
+        super().__init__()
         self._tenant_id = validate_tenant_id(tenant_id)
-        self._token: object | None = None
 
     @property
     def tenant_id(self) -> str:
         return self._tenant_id
 
-    def __enter__(self) -> str:
-        ctx = otel_context.set_value(TENANT_CONTEXT_KEY, self._tenant_id)
-        self._token = otel_context.attach(ctx)
-        return self._tenant_id
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        token, self._token = self._token, None
-        if token is not None:
-            otel_context.detach(token)  # type: ignore[arg-type]
-
-    async def __aenter__(self) -> str:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
+    def _attach(self) -> tuple[Context, str]:
+        return otel_context.set_value(TENANT_CONTEXT_KEY, self._tenant_id), self._tenant_id

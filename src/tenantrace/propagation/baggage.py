@@ -11,7 +11,6 @@ never raised: telemetry does not throw into the caller.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Final
 from urllib.parse import quote_plus
 
@@ -19,6 +18,7 @@ from opentelemetry import baggage as otel_baggage
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
+from tenantrace.instrumentation._attached import AttachedContext
 from tenantrace.instrumentation.manager import get_telemetry_manager
 from tenantrace.propagation.limits import (
     MAX_BAGGAGE_MEMBER_BYTES,
@@ -96,45 +96,23 @@ def remove_baggage(key: str) -> None:
         otel_context.attach(otel_baggage.remove_baggage(key))
 
 
-class baggage_scope:  # used like a function: ``with baggage_scope(user_tier="gold"):``
+class baggage_scope(AttachedContext[Context]):
     """Baggage pairs present inside the block only (sync ``with`` and ``async with``).
 
     ``baggage_scope({"user.tier": "gold"})`` or ``baggage_scope(request_id="r-1")``;
     yields the context in force inside the block.
     """
 
-    __slots__ = ("_items", "_token")
+    __slots__ = ("_items",)
 
     def __init__(self, items: Mapping[str, object] | None = None, /, **pairs: object) -> None:
+        super().__init__()
         merged: dict[str, object] = dict(items or {})
         merged.update(pairs)
         self._items = merged
-        self._token: object | None = None
 
-    def __enter__(self) -> Context:
+    def _attach(self) -> tuple[Context, Context]:
         ctx = otel_context.get_current()
         for key, value in self._items.items():
             ctx = _with_pair(key, value, ctx) or ctx
-        self._token = otel_context.attach(ctx)
-        return ctx
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        token, self._token = self._token, None
-        if token is not None:
-            otel_context.detach(token)  # type: ignore[arg-type]
-
-    async def __aenter__(self) -> Context:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
+        return ctx, ctx

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from types import TracebackType
 from typing import Any, Final
 
 from opentelemetry import baggage as otel_baggage
@@ -27,6 +26,7 @@ from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN_CONTEXT, SpanContext
 
+from tenantrace.instrumentation._attached import AttachedContext
 from tenantrace.instrumentation.manager import get_telemetry_manager
 from tenantrace.instrumentation.tenants import TENANT_CONTEXT_KEY
 from tenantrace.propagation._quiet import begin_quiet, end_quiet
@@ -253,43 +253,21 @@ def extract_span_context(carrier: object) -> SpanContext:
         return INVALID_SPAN_CONTEXT
 
 
-class attach_trace_context:  # used like a function in ``with`` statements
+class attach_trace_context(AttachedContext[Context]):
     """Make the context extracted from ``headers`` current inside the block (sync or async).
 
     For middleware: spans started inside, by any tracer, continue the caller's
     trace, and the accepted tenant routes them. Yields the extracted context.
     """
 
-    __slots__ = ("_ctx", "_token")
+    __slots__ = ("_ctx",)
 
     def __init__(self, headers: object, *, trust: TrustArg = None) -> None:
+        super().__init__()
         self._ctx = extract_trace_context(headers, trust=trust)
-        self._token: object | None = None
 
-    def __enter__(self) -> Context:
-        self._token = otel_context.attach(self._ctx)
-        return self._ctx
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        token, self._token = self._token, None
-        if token is not None:
-            otel_context.detach(token)  # type: ignore[arg-type]
-
-    async def __aenter__(self) -> Context:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
+    def _attach(self) -> tuple[Context, Context]:
+        return self._ctx, self._ctx
 
 
 # ------------------------------------------------------------------- inject
