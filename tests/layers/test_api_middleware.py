@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
-from layer_servers import call_from_another_process, serve_asgi, serve_wsgi, wait_for_spans
 
+from servers import call_from_another_process, serve_asgi, serve_wsgi, wait_for_spans
 from tenantrace import TelemetryConfig, TelemetryLevel, current_tenant
 from tenantrace.layers import ASGITracingMiddleware, WSGITracingMiddleware, trace_function
 from tenantrace.propagation import TenantTrustPolicy, get_trace_id

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI, Request
-from layer_servers import serve_asgi, wait_for_spans
 
+from servers import serve_asgi, wait_for_spans
 from tenantrace import TelemetryConfig, TelemetryLevel, current_tenant, tenant_scope
 from tenantrace.layers import (
     ASGITracingMiddleware,

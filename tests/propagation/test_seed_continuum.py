@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from span_links import linked_ids
 
+from servers import serve_asgi
 from tenantrace import tenant_scope
 from tenantrace.layers import get_tracer
 from tenantrace.propagation import (
@@ -67,18 +65,8 @@ async def sync_endpoint(request: Request):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def peer_service(spans: SpanCapture) -> Iterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)  # requests queue here until uvicorn serves them
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with serve_asgi(app) as url:
+        yield url
 
 
 def test_http_outgoing_and_incoming(spans: SpanCapture, peer_service: str) -> None:

@@ -10,18 +10,16 @@ same carrier honoured when the policy trusts it, so the test can fail.
 from __future__ import annotations
 
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from optional_api import require_api, require_port
 
+from servers import serve_asgi
 from tenantrace import current_tenant, tenant_scope
 from tenantrace.layers import get_tracer
 from tenantrace.testing import SpanCapture
@@ -71,18 +69,8 @@ def http_service(spans: SpanCapture) -> Iterator[str]:
         with tracer.start_as_current_span("internal-handler", context=ctx):
             return {"tenant": current_tenant(ctx)}
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)  # connections queue here until uvicorn serves: no start-up polling
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with serve_asgi(app) as url:
+        yield url
 
 
 def test_forged_baggage_over_http_cannot_route_to_another_tenant(

@@ -1,4 +1,4 @@
-"""Servers on loopback and a client in another process, for the layer tests."""
+"""Servers on loopback (uvicorn, wsgiref) and an HTTP client in another process, for the tests."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import uvicorn
 
 from tenantrace.testing import CapturedSpan, SpanCapture
 
-CLIENT = Path(__file__).parent / "http_client.py"
+CLIENT = Path(__file__).parent / "layers" / "http_client.py"
 
 
 def _listening_socket() -> socket.socket:
