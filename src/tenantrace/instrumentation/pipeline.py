@@ -215,7 +215,9 @@ class ExportPipeline:
             self._size += 1
             if self._by_len is not None:
                 self._moved(tenant_id, len(queue) - 1, len(queue))
-            if self._size >= self._max_batch:
+            # Wake the worker once, as the queue reaches a batch (it grows one span
+            # at a time); past that the worker does not wait before taking a batch.
+            if self._size == self._max_batch:
                 self._not_empty.notify()
 
     def _make_room(self, tenant_id: str) -> bool:
