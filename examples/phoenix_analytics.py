@@ -56,16 +56,18 @@ def with_phoenix(url: str, grpc_endpoint: str) -> None:
     manager.shutdown()
 
     with PhoenixAnalytics(phoenix_url=url) as phoenix:
-        turns = phoenix.get_session_turns(SESSION)
+        turns = phoenix.get_session_turns(SESSION, tenant_id="acme")
         deadline = time.monotonic() + 30
         while len(turns) < len(QUESTIONS) and time.monotonic() < deadline:
             time.sleep(0.5)  # Phoenix stores spans shortly after it acknowledges them
-            turns = phoenix.get_session_turns(SESSION)
+            turns = phoenix.get_session_turns(SESSION, tenant_id="acme")
         for turn in turns:
             print(f"turn {turn.index}: {turn.input!r} -> {turn.output!r}", end=" ")
             print(f"({turn.duration_ms:.1f} ms)")
-        phoenix.log_session_outcome(SESSION, "success", score=1.0, explanation="all answered")
-        phoenix.export_session_trajectories([SESSION], "trajectories.jsonl")
+        phoenix.log_session_outcome(
+            SESSION, "success", score=1.0, explanation="all answered", tenant_id="acme"
+        )
+        phoenix.export_session_trajectories([SESSION], "trajectories.jsonl", tenant_id="acme")
         traces = phoenix.get_traces(started - timedelta(seconds=5), tenant_id="acme")
         for operation, stats in summarize(traces).items():
             print(f"{operation}: {stats['count']} traces, p95 {stats['p95_latency']:.1f} ms")

@@ -63,7 +63,7 @@ def test_session_tracking_sample(spans: SpanCapture) -> None:
         search("show me dunks")
     turns = spans.by_name("search")
     assert [t.attributes["query"] for t in turns] == ["find basketball videos", "show me dunks"]
-    assert {t.attributes["session.id"] for t in turns} == {session_id}
+    assert {t.attributes["session.id"] for t in turns} == {f"acme:{session_id}"}
     assert {t.project for t in turns} == {"cogniverse-acme"}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -18,7 +19,7 @@ __all__ = ["main", "parse_duration"]
 EXIT_OK = 0
 EXIT_DEGRADED = 1
 EXIT_UNHEALTHY = 2
-EXIT_USAGE = 2
+EXIT_FAILURE = 2  # as argparse's usage errors
 _DEFAULT_PHOENIX = "http://localhost:6006"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -28,7 +29,10 @@ def parse_duration(text: str) -> timedelta:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
     if not match:
         raise argparse.ArgumentTypeError(f"not a duration like 30m, 1h or 2d: {text!r}")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    try:
+        return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"too long a duration: {text!r}") from None
 
 
 # ------------------------------------------------------------------- demo
@@ -92,11 +96,13 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
     if config.enabled and config.effective_exporter.startswith("otlp"):
         reachable, detail = _reachable(config.otlp_endpoint)
         report["endpoint"] = {"reachable": reachable, "detail": detail}
-    manager = TelemetryManager(config)
-    try:
-        health = manager.health(timeout_millis=int(args.timeout * 1000))
-    finally:
-        manager.shutdown(timeout_millis=2000)
+    # A console exporter prints the test span: keep stdout for the report itself.
+    with contextlib.redirect_stdout(sys.stderr):
+        manager = TelemetryManager(config)
+        try:
+            health = manager.health(timeout_millis=int(args.timeout * 1000))
+        finally:
+            manager.shutdown(timeout_millis=2000)
     status = str(health["status"])
     if status == "healthy" and not reachable:
         status = "degraded"
@@ -188,7 +194,9 @@ def _sessions_export(args: argparse.Namespace, out: TextIO) -> int:
     from tenantrace.analytics.phoenix import PhoenixAnalytics
 
     with PhoenixAnalytics(args.phoenix_url) as analytics:
-        written = analytics.export_session_trajectories(args.session_id, args.out)
+        written = analytics.export_session_trajectories(
+            args.session_id, args.out, tenant_id=args.tenant
+        )
     missing = len(args.session_id) - written
     out.write(f"{written} session trajectories written to {args.out}")
     out.write(f" ({missing} not found)\n" if missing else "\n")
@@ -260,24 +268,26 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--session-id", action="append", required=True, help="a session id (repeatable)"
     )
+    export.add_argument(
+        "--tenant", help="the tenant whose sessions these are (as recorded by using_session)"
+    )
     export.add_argument("--out", default="trajectories.jsonl", help="the JSONL file to write")
     export.set_defaults(run=_sessions_export)
     return parser
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Run the command line; return its exit code."""
+    """Run the command line; return its exit code (2 for a usage error or a failure)."""
+    from tenantrace.analytics.errors import PhoenixError
+
     args = _parser().parse_args(argv)
     stream = out or sys.stdout
     try:
         result: int = args.run(args, stream)
-    except ImportError as exc:
+    except (PhoenixError, ImportError, ValueError, OSError, argparse.ArgumentTypeError) as exc:
+        # What the user can act on; PhoenixError's message names the URL.
         sys.stderr.write(f"tenantrace {args.command}: {exc}\n")
-        return EXIT_USAGE
-    except (RuntimeError, ValueError, OSError, argparse.ArgumentTypeError) as exc:
-        # PhoenixError is a RuntimeError: its message names the URL.
-        sys.stderr.write(f"tenantrace {args.command}: {exc}\n")
-        return EXIT_UNHEALTHY
+        return EXIT_FAILURE
     return result
 
 

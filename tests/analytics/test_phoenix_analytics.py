@@ -151,7 +151,7 @@ def test_summaries_per_tenant_and_operation(sent: Sent, analytics: PhoenixAnalyt
     slowest = max(max(ms) for ms in sent.routing_ms.values())
     assert by_operation["cogniverse.routing"]["max_latency"] == pytest.approx(slowest, abs=5.0)
     by_session = summarize(traces, by="session")
-    assert by_session["sess-acme-1"]["count"] == 3
+    assert by_session["an-acme:sess-acme-1"]["count"] == 3
     series = time_series(traces, timedelta(seconds=1))
     assert sum(point["count"] for point in series) == len(traces)
 
@@ -167,13 +167,13 @@ def test_session_turns_come_back_in_order_and_export_as_jsonl(
 ) -> None:
     for tenant in TENANTS:
         session_id, count = SESSIONS[tenant]
-        turns = analytics.get_session_turns(session_id)
+        turns = analytics.get_session_turns(session_id, tenant_id=tenant)
         assert [(t.input, t.output) for t in turns] == sent.turns[tenant]
         assert [t.index for t in turns] == list(range(count))
         assert all(t.operation == "chat.turn" and t.duration_ms >= 2.0 for t in turns)
         assert all(t.attributes["user.id"] == f"user-{tenant}" for t in turns)
     out = tmp_path / "trajectories.jsonl"
-    ids = [SESSIONS[t][0] for t in TENANTS] + ["no-such-session"]
+    ids = [f"{t}:{SESSIONS[t][0]}" for t in TENANTS] + ["no-such-session"]
     assert analytics.export_session_trajectories(ids, out) == 2
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [line["session_id"] for line in lines] == ids[:2]
@@ -186,10 +186,14 @@ def test_session_turns_come_back_in_order_and_export_as_jsonl(
 def test_a_session_outcome_is_a_phoenix_annotation(sent: Sent, analytics: PhoenixAnalytics) -> None:
     session_id = SESSIONS[TENANTS[0]][0]
     annotation_id = analytics.log_session_outcome(
-        session_id, "partial", score=0.5, explanation="found videos, not the dunks"
+        session_id,
+        "partial",
+        score=0.5,
+        explanation="found videos, not the dunks",
+        tenant_id=TENANTS[0],
     )
     assert annotation_id
-    [outcome] = analytics.get_session_outcomes(session_id, project=f"cogniverse-{TENANTS[0]}")
+    [outcome] = analytics.get_session_outcomes(session_id, tenant_id=TENANTS[0])
     assert outcome["name"] == "outcome"
     assert outcome["result"] == {
         "label": "partial",
@@ -199,7 +203,7 @@ def test_a_session_outcome_is_a_phoenix_annotation(sent: Sent, analytics: Phoeni
     with pytest.raises(ValueError, match="outcome must be one of"):
         analytics.log_session_outcome(session_id, "great")  # type: ignore[arg-type]
     with pytest.raises(PhoenixError, match="404"):
-        analytics.log_session_outcome("no-such-session", "failure")
+        analytics.log_session_outcome("no-such-session", "failure", wait_s=0.5)
 
 
 def test_the_seed_sample_runs_as_written(sent: Sent, phoenix: PhoenixServer) -> None:
@@ -229,3 +233,50 @@ def test_the_seed_sample_runs_as_written(sent: Sent, phoenix: PhoenixServer) -> 
         lines.append(f"  Strategy: {trace.strategy}")
     assert len(traces) >= len(TENANTS) * ROUTING_CALLS
     assert "  Strategy: fast" in lines
+
+
+def test_two_tenants_with_the_same_session_id_keep_their_own_sessions(
+    phoenix: PhoenixServer, analytics: PhoenixAnalytics
+) -> None:
+    # Phoenix keeps one session per session.id across projects: without the
+    # tenant in the exported id, b's turn would show up in a's session.
+    manager = TelemetryManager(TelemetryConfig(otlp_endpoint=phoenix.grpc_endpoint))
+    try:
+        for tenant in ("iso-a", "iso-b"):
+            with (
+                using_session("shared-id"),
+                manager.span("chat.turn", tenant_id=tenant) as span,
+            ):
+                span.set_attribute("input.value", f"private to {tenant}")
+        assert manager.force_flush(timeout_millis=10_000)
+    finally:
+        manager.shutdown()
+    for tenant in ("iso-a", "iso-b"):
+        wait_for_spans(phoenix.http_url, f"cogniverse-{tenant}", 1)
+        [turn] = analytics.get_session_turns("shared-id", tenant_id=tenant)
+        assert turn.input == f"private to {tenant}"
+        assert turn.session_id == f"{tenant}:shared-id"
+    assert analytics.get_session_turns("shared-id") == []
+
+
+def test_a_service_continuing_a_callers_trace_has_its_entry_span_counted(
+    phoenix: PhoenixServer, analytics: PhoenixAnalytics
+) -> None:
+    from tenantrace.propagation import extract_trace_context
+
+    caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"  # not in Phoenix
+    manager = TelemetryManager(TelemetryConfig(otlp_endpoint=phoenix.grpc_endpoint))
+    try:
+        ctx = extract_trace_context({"traceparent": caller})
+        with (
+            manager.span("POST /search", tenant_id="an-remote", context=ctx),
+            manager.span("db.query"),
+        ):
+            pass
+        assert manager.force_flush(timeout_millis=10_000)
+    finally:
+        manager.shutdown()
+    wait_for_spans(phoenix.http_url, "cogniverse-an-remote", 2)
+    [entry] = analytics.get_traces(tenant_id="an-remote")
+    assert entry.operation == "POST /search"
+    assert entry.trace_id == "0af7651916cd43dd8448eb211c80319c"

@@ -89,7 +89,8 @@ def test_report_command_writes_a_self_contained_html(traced: PhoenixServer, tmp_
 def test_sessions_export_command_writes_jsonl(traced: PhoenixServer, tmp_path: Path) -> None:
     out = tmp_path / "trajectories.jsonl"
     result = tenantrace(
-        "sessions", "export", "--phoenix-url", traced.http_url, "--session-id", SESSION,
+        "sessions", "export", "--phoenix-url", traced.http_url, "--tenant", TENANT,
+        "--session-id", SESSION,
         "--session-id", "unknown-session", "--out", str(out),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

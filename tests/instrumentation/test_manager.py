@@ -19,6 +19,7 @@ from tenantrace import (
     TelemetryConfig,
     TelemetryLevel,
     TelemetryManager,
+    current_tenant,
     tenant_scope,
 )
 from tenantrace.testing import CapturedSpan, SpanCapture
@@ -114,7 +115,8 @@ def test_session_span_carries_openinference_session_id(spans: SpanCapture) -> No
         ) as span:
             span.set_attribute("query", query)
     turns = spans.by_name("search")
-    assert [t.attributes["session.id"] for t in turns] == ["s-1", "s-1"]
+    # The tenant's session: Phoenix keeps one session per id across projects.
+    assert [t.attributes["session.id"] for t in turns] == ["acme:s-1", "acme:s-1"]
     assert all(t.attributes["user.id"] == "u-9" for t in turns)
     assert len({t.trace_id for t in turns}) == 2
 
@@ -307,3 +309,23 @@ def test_seed_health_check_and_monitoring_sample() -> None:
     assert stats["failed_initializations"] == 0
     assert stats["cached_tenants"] == 1
     manager.shutdown()
+
+
+def test_a_scope_object_is_one_block_at_a_time(spans: SpanCapture) -> None:
+    # One token lives on the scope: a second entry while active would leave the
+    # first context (and its tenant) attached for ever, so it is refused.
+    scope = tenant_scope("acme")
+    with scope:
+        with pytest.raises(RuntimeError, match="already active"), scope:
+            pass
+        assert current_tenant() == "acme"
+    assert current_tenant() is None
+    with scope:  # one after the other is fine
+        pass
+    span_scope = spans.manager.span("once", tenant_id="acme")
+    with span_scope, pytest.raises(RuntimeError, match="already active"), span_scope:
+        pass
+    with span_scope:
+        pass
+    assert [s.name for s in spans.spans()] == ["once", "once"]
+    assert trace_api.get_current_span() is trace_api.INVALID_SPAN

@@ -96,7 +96,7 @@ def test_whole_span_events_and_links_are_redacted_ids_kept(spans: SpanCapture) -
     login, linked = spans.spans()
     assert login.attributes == {
         "tenant.id": "acme",
-        "session.id": "conv-42",
+        "session.id": "acme:conv-42",
         "user.id": "u-7",
         "password": REDACTED,
         "db.connection_string": REDACTED,

@@ -10,15 +10,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from tenantrace.analytics.errors import PhoenixError
 from tenantrace.analytics.modality import ModalityMetricsTracker, ModalityStats
 
 if TYPE_CHECKING:
-    from tenantrace.analytics.phoenix import (
-        PhoenixAnalytics,
-        PhoenixError,
-        SessionTurn,
-        TraceMetrics,
-    )
+    from tenantrace.analytics.phoenix import PhoenixAnalytics, SessionTurn, TraceMetrics
     from tenantrace.analytics.report import write_report
     from tenantrace.analytics.summary import GroupStats, TimeBucket, summarize, time_series
 
@@ -38,7 +34,6 @@ __all__ = [
 
 _LAZY = {
     "PhoenixAnalytics": "phoenix",
-    "PhoenixError": "phoenix",
     "SessionTurn": "phoenix",
     "TraceMetrics": "phoenix",
     "GroupStats": "summary",

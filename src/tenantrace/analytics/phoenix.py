@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal
@@ -21,8 +24,9 @@ from urllib.parse import quote
 
 import httpx
 
+from tenantrace.analytics.errors import PhoenixError
 from tenantrace.instrumentation.config import TelemetryConfig
-from tenantrace.instrumentation.sessions import SESSION_ID
+from tenantrace.instrumentation.sessions import SESSION_ID, tenant_session_id
 
 __all__ = ["PhoenixAnalytics", "PhoenixError", "SessionTurn", "TraceMetrics"]
 
@@ -35,10 +39,6 @@ _TRACE_IDS_PER_REQUEST: Final = 50
 # Attribute names (their last dotted segment) the seed reads as profile/strategy.
 _PROFILE_KEYS: Final = ("profile",)
 _STRATEGY_KEYS: Final = ("strategy",)
-
-
-class PhoenixError(RuntimeError):
-    """Phoenix could not be reached or did not answer as its API documents."""
 
 
 class _Malformed(ValueError):
@@ -103,9 +103,12 @@ class PhoenixAnalytics:
             headers["authorization"] = f"Bearer {api_key}"
         # trust_env=False: a proxy from the environment must not sit between us
         # and a Phoenix on loopback.
-        self._client = httpx.Client(
-            base_url=self.phoenix_url, headers=headers, timeout=timeout_s, trust_env=False
-        )
+        try:
+            self._client = httpx.Client(
+                base_url=self.phoenix_url, headers=headers, timeout=timeout_s, trust_env=False
+            )
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise PhoenixError(f"not a Phoenix URL: {phoenix_url!r} ({exc})") from None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -130,7 +133,7 @@ class PhoenixAnalytics:
         """Turn an answer that is not what the API describes into one PhoenixError."""
         try:
             yield
-        except (_Malformed, KeyError, TypeError) as exc:
+        except (_Malformed, KeyError, TypeError, AttributeError, ValueError) as exc:
             detail = exc if isinstance(exc, _Malformed) else f"a span without {exc}"
             raise PhoenixError(f"Phoenix at {self.phoenix_url} sent {detail}") from None
 
@@ -138,6 +141,14 @@ class PhoenixAnalytics:
         """Names of all projects on the server."""
         with self._reading():
             return [str(p["name"]) for p in self._paged("/v1/projects", {"limit": 100})]
+
+    def session_key(self, session_id: str, tenant_id: str | None = None) -> str:
+        """The ``session.id`` Phoenix stores: the tenant's (``"<tenant>:<id>"``) if given."""
+        key = session_id if tenant_id is None else tenant_session_id(tenant_id, session_id)
+        if "/" in key:
+            # Phoenix's router decodes %2F before matching: such ids cannot be read back.
+            raise ValueError(f"a session id with '/' cannot be read from Phoenix: {key!r}")
+        return key
 
     def project_for(self, tenant_id: str, service: str | None = None) -> str:
         """The project a tenant's spans are routed to (validates the tenant id)."""
@@ -154,10 +165,12 @@ class PhoenixAnalytics:
         tenant_id: str | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> list[TraceMetrics]:
-        """Traced operations started in ``[start_time, end_time)``, oldest first.
+        """The first ``limit`` operations started in ``[start_time, end_time)``, oldest first.
 
-        Without ``operation_filter`` one entry per trace (its root span); with
-        it, one per span of that name at any depth. ``project`` or
+        Without ``operation_filter`` one entry per trace: its root as this
+        project sees it (a span whose parent is not in the project, so a
+        service continuing a caller's trace has its own entry span counted).
+        With it, one per span of that name at any depth. ``project`` or
         ``tenant_id`` picks one project; neither reads every project.
         ``progress`` is called with the number of spans read after each page.
         """
@@ -172,29 +185,36 @@ class PhoenixAnalytics:
             if tenant_id is not None
             else self.projects()
         )
-        params: dict[str, Any] = {}
+        params: dict[str, Any] = {"sort": "start_time", "order": "asc"}
         if start_time is not None:
             params["start_time"] = _iso(start_time)
         if end_time is not None:
             params["end_time"] = _iso(end_time)
         if operation_filter is not None:
             params["name"] = operation_filter
-        else:
-            params["parent_id"] = "null"  # root spans: one per trace
         traces: list[TraceMetrics] = []
         with self._reading():
+            # Each project's first ``limit``: the oldest ``limit`` of all are among them.
             for name in projects:
-                for span in self._spans(name, params, limit - len(traces), progress):
-                    traces.append(_trace_metrics(span, name, tenant_id))
-                if len(traces) >= limit:
-                    break
+                spans = self._spans(name, params, progress)
+                chosen = spans if operation_filter is not None else _local_roots(spans)
+                traces.extend(
+                    _trace_metrics(span, name, tenant_id) for span in islice(chosen, limit)
+                )
         traces.sort(key=lambda t: t.timestamp)
         return traces[:limit]
 
-    def get_session_turns(self, session_id: str) -> list[SessionTurn]:
-        """The turns of a session in the order they started ([] for an unknown session)."""
+    def get_session_turns(
+        self, session_id: str, *, tenant_id: str | None = None
+    ) -> list[SessionTurn]:
+        """The turns of a session in the order they started ([] for an unknown session).
+
+        Sessions recorded with ``using_session`` / ``session_span`` are the
+        tenant's: give ``tenant_id`` (or the full ``"<tenant>:<id>"``).
+        """
+        key = self.session_key(session_id, tenant_id)
         with self._reading():
-            body = self._get(f"/v1/sessions/{_segment(session_id)}", {}, missing_ok=True)
+            body = self._get(f"/v1/sessions/{_segment(key)}", {}, missing_ok=True)
             if body is None:
                 return []
             data = _field(body, "data", dict)
@@ -203,35 +223,43 @@ class PhoenixAnalytics:
             roots: dict[str, dict[str, Any]] = {}
             for start in range(0, len(trace_ids), _TRACE_IDS_PER_REQUEST):
                 batch = trace_ids[start : start + _TRACE_IDS_PER_REQUEST]
-                params = {"trace_id": batch, "parent_id": "null"}
-                for span in self._spans(project, params, len(batch) * 10, None):
+                params = {"trace_id": batch, "sort": "start_time", "order": "asc"}
+                for span in _local_roots(self._spans(project, params, None)):
                     roots.setdefault(str(span["context"]["trace_id"]), span)
             spans = sorted(roots.values(), key=lambda s: _parse_time(s["start_time"]))
-            return [_turn(session_id, index, span) for index, span in enumerate(spans)]
+            return [_turn(key, index, span) for index, span in enumerate(spans)]
 
-    def export_session_trajectories(self, session_ids: Iterable[str], path: str | Path) -> int:
+    def export_session_trajectories(
+        self, session_ids: Iterable[str], path: str | Path, *, tenant_id: str | None = None
+    ) -> int:
         """Write one JSON line per session (its turns in order) to ``path``; return the count.
 
         Each line is ``{"session_id", "tenant_id", "turns": [{"index", "operation",
         "input", "output", "start_time", "duration_ms", "status", ...}]}``, the
         shape a fine-tuning data set of conversations is built from. Sessions
-        with no turns are skipped.
+        with no turns are skipped. ``path`` is replaced only once every session
+        was read, so a failure leaves an earlier file as it was.
         """
-        written = 0
-        with Path(path).open("w", encoding="utf-8") as out:
-            for session_id in session_ids:
-                turns = self.get_session_turns(session_id)
-                if not turns:
-                    continue
-                tenant = next((t.attributes.get("tenant.id") for t in turns), None)
-                record = {
-                    "session_id": session_id,
-                    "tenant_id": tenant,
-                    "turns": [_turn_record(turn) for turn in turns],
-                }
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                written += 1
-        return written
+        lines: list[str] = []
+        for session_id in session_ids:
+            turns = self.get_session_turns(session_id, tenant_id=tenant_id)
+            if not turns:
+                continue
+            tenant = next(
+                (str(v) for t in turns if (v := t.attributes.get("tenant.id")) is not None),
+                tenant_id,
+            )
+            record = {
+                "session_id": session_id,
+                "tenant_id": tenant,
+                "turns": [_turn_record(turn) for turn in turns],
+            }
+            lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+        target = Path(path)
+        partial = target.with_name(f".{target.name}.partial")
+        partial.write_text("".join(lines), encoding="utf-8")
+        os.replace(partial, target)
+        return len(lines)
 
     # ------------------------------------------------------------ outcomes
 
@@ -244,30 +272,57 @@ class PhoenixAnalytics:
         explanation: str | None = None,
         annotator_kind: Literal["HUMAN", "LLM", "CODE"] = "CODE",
         name: str = "outcome",
+        tenant_id: str | None = None,
+        wait_s: float = 10.0,
     ) -> str:
-        """Record how a session ended as a Phoenix session annotation; return its id."""
+        """Record how a session ended as a Phoenix session annotation; return its id.
+
+        Phoenix stores spans shortly after it acknowledges them: an unknown
+        session is asked for again for up to ``wait_s`` seconds before the
+        404 becomes a ``PhoenixError``.
+        """
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
         if score is not None and not math.isfinite(score):
             raise ValueError(f"score must be a finite number, got {score!r}")
+        key = self.session_key(session_id, tenant_id)
         annotation = {
-            "session_id": session_id,
+            "session_id": key,
             "name": name,
             "annotator_kind": annotator_kind,
             "result": {"label": outcome, "score": score, "explanation": explanation},
         }
-        body = self._request(
-            "POST", "/v1/session_annotations", params={"sync": "true"}, json={"data": [annotation]}
-        )
+        deadline = time.monotonic() + wait_s
+        while True:
+            body = self._request(
+                "POST",
+                "/v1/session_annotations",
+                params={"sync": "true"},
+                json={"data": [annotation]},
+                missing_ok=time.monotonic() < deadline,
+            )
+            if body is not None:
+                break
+            time.sleep(0.25)  # the session is not stored yet: nothing to wait on but the API
         with self._reading():
             inserted = _field(body, "data", list) if body else []
             return str(inserted[0]["id"]) if inserted else ""
 
-    def get_session_outcomes(self, session_id: str, project: str) -> list[dict[str, Any]]:
-        """The annotations of a session in ``project`` (each with ``name`` and ``result``)."""
+    def get_session_outcomes(
+        self, session_id: str, *, tenant_id: str | None = None, project: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The annotations of a session (each with ``name`` and ``result``).
+
+        The project is the tenant's unless ``project`` is given.
+        """
+        if project is None:
+            if tenant_id is None:
+                raise ValueError("give tenant_id or project")
+            project = self.project_for(tenant_id)
+        key = self.session_key(session_id, tenant_id)
         path = f"/v1/projects/{_segment(project)}/session_annotations"
         with self._reading():
-            return list(self._paged(path, {"session_ids": [session_id], "limit": 100}))
+            return list(self._paged(path, {"session_ids": [key], "limit": 100}))
 
     # ------------------------------------------------------------ plumbing
 
@@ -275,14 +330,12 @@ class PhoenixAnalytics:
         self,
         project: str,
         params: Mapping[str, Any],
-        limit: int,
         progress: Callable[[int], None] | None,
     ) -> Iterator[dict[str, Any]]:
+        """The spans of ``project`` page by page, fetched as the caller reads them."""
         path = f"/v1/projects/{_segment(project)}/spans"
         read = 0
-        for span in self._paged(path, {**params, "limit": min(_PAGE, max(limit, 1))}, True):
-            if read >= limit:
-                return
+        for span in self._paged(path, {**params, "limit": _PAGE}, True):
             read += 1
             if progress is not None and read % _PAGE == 0:
                 progress(read)
@@ -342,6 +395,23 @@ class PhoenixAnalytics:
         if not isinstance(body, dict):
             raise PhoenixError(f"Phoenix at {url} answered with an unexpected body")
         return body
+
+
+def _local_roots(spans: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The spans whose parent is not among the spans read before them, per trace.
+
+    Spans must come oldest first, so a parent in the project is read before its
+    children; a parent elsewhere (a caller in another service) makes its child
+    a root here. Memory grows with the span ids read, until the caller stops.
+    """
+    seen: dict[str, set[str]] = {}
+    for span in spans:
+        context = span["context"]
+        ids = seen.setdefault(str(context["trace_id"]), set())
+        parent = span.get("parent_id")
+        if not parent or parent not in ids:
+            yield span
+        ids.add(str(context["span_id"]))
 
 
 def _segment(value: str) -> str:

@@ -5,6 +5,7 @@ Needs the ``plots`` extra (plotly), imported when a figure is drawn.
 
 from __future__ import annotations
 
+import html
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,12 @@ def _go() -> Any:
     return go
 
 
+def _label(text: str) -> str:
+    # Span names and tenant ids are user data; plotly renders a subset of HTML
+    # (links, styling) in labels.
+    return html.escape(text, quote=False)
+
+
 def latency_distribution(traces: Sequence[TraceMetrics]) -> Figure:
     """One box per operation: the spread of its latencies (ms)."""
     go = _go()
@@ -39,7 +46,7 @@ def latency_distribution(traces: Sequence[TraceMetrics]) -> Figure:
         by_operation[trace.operation].append(trace.duration_ms)
     figure = go.Figure()
     for operation, latencies in sorted(by_operation.items()):
-        figure.add_trace(go.Box(y=latencies, name=operation, boxpoints="outliers"))
+        figure.add_trace(go.Box(y=latencies, name=_label(operation), boxpoints="outliers"))
     figure.update_layout(title="Latency distribution per operation", yaxis_title="latency (ms)")
     return figure
 
@@ -68,7 +75,7 @@ def error_rate_by_operation(traces: Sequence[TraceMetrics]) -> Figure:
     stats = summarize(traces, by="operation")
     figure = go.Figure(
         go.Bar(
-            x=list(stats),
+            x=[_label(name) for name in stats],
             y=[s["error_rate"] for s in stats.values()],
             text=[f"{s['error_count']}/{s['count']}" for s in stats.values()],
         )
@@ -89,6 +96,8 @@ def sessions_per_tenant(traces: Sequence[TraceMetrics]) -> Figure:
         if trace.session_id:
             sessions[tenant].add(trace.session_id)
     tenants = sorted(sessions)
-    figure = go.Figure(go.Bar(x=tenants, y=[len(sessions[t]) for t in tenants]))
+    figure = go.Figure(
+        go.Bar(x=[_label(t) for t in tenants], y=[len(sessions[t]) for t in tenants])
+    )
     figure.update_layout(title="Sessions per tenant", yaxis_title="sessions")
     return figure

@@ -30,6 +30,10 @@ class AttachedContext(Generic[_T]):
         raise NotImplementedError
 
     def __enter__(self) -> _T:
+        if self._token is not None:
+            # One token per scope object: a second entry (nested, another thread
+            # or task) would leave the first one attached for ever, tenant included.
+            raise RuntimeError(f"this {type(self).__name__} is already active; make one per block")
         ctx, value = self._attach()
         self._token = otel_context.attach(ctx)
         return value

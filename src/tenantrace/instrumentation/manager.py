@@ -32,7 +32,7 @@ from tenantrace.instrumentation.exporters import NullSpanExporter, build_exporte
 from tenantrace.instrumentation.pipeline import ExportPipeline, SpanTransform
 from tenantrace.instrumentation.providers import TenantRegistry, TenantTracerProvider
 from tenantrace.instrumentation.scrubbing import Scrubber
-from tenantrace.instrumentation.sessions import SESSION_ID, USER_ID
+from tenantrace.instrumentation.sessions import SessionSpanScope, using_session
 from tenantrace.instrumentation.spans import NOOP_SCOPE, NoOpScope, SpanScope
 from tenantrace.instrumentation.tenants import TENANT_CONTEXT_KEY
 
@@ -314,17 +314,17 @@ class TelemetryManager:
         project_name: str | None = None,
         attributes: Mapping[str, AttributeValue] | None = None,
         level: TelemetryLevel = TelemetryLevel.BASIC,
-    ) -> SpanScope | NoOpScope:
-        """``span()`` carrying OpenInference ``session.id`` (and ``user.id``).
+    ) -> SpanScope | NoOpScope | SessionSpanScope:
+        """``span()`` inside ``using_session(session_id, user_id)``.
 
-        Spans sharing a ``session_id`` are grouped in Phoenix's Sessions view.
+        The span and its children carry OpenInference ``session.id`` (the
+        tenant's, ``"<tenant>:<session_id>"``) and ``user.id``; spans sharing a
+        session are grouped in Phoenix's Sessions view.
         """
-        merged: dict[str, AttributeValue] = dict(attributes or {})
-        if session_id is not None:
-            merged[SESSION_ID] = str(session_id)
-        if user_id is not None:
-            merged[USER_ID] = str(user_id)
-        return self.span(name, tenant_id, project_name, merged, level=level)
+        scope = self.span(name, tenant_id, project_name, attributes, level=level)
+        if session_id is None or scope is NOOP_SCOPE:
+            return scope
+        return SessionSpanScope(using_session(session_id, user_id), scope)
 
     def get_tracer(self, name: str, version: str | None = None) -> trace_api.Tracer:
         """A tracer that routes each span to the current tenant's provider."""

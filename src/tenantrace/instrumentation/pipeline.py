@@ -49,7 +49,11 @@ from tenantrace.instrumentation.exporters import (
     resource_size,
     span_size,
 )
-from tenantrace.instrumentation.sessions import session_attributes
+from tenantrace.instrumentation.sessions import (
+    SESSION_ID,
+    session_attributes,
+    tenant_session_id,
+)
 
 __all__ = ["ExportPipeline", "PipelineStats", "TenantSpanProcessor"]
 
@@ -484,11 +488,10 @@ class TenantSpanProcessor(SpanProcessor):
         session = session_attributes(parent_context)
         if session is None:
             return
-        # An explicit ``session_span(session_id=...)`` wins over the ambient scope.
-        present = span.attributes or {}
         for key, value in session.items():
-            if key not in present:
-                span.set_attribute(key, value)
+            # Phoenix's sessions are global: the tenant's own id keeps them apart.
+            exported = tenant_session_id(self.tenant_id, value) if key == SESSION_ID else value
+            span.set_attribute(key, exported)
 
     def on_end(self, span: ReadableSpan) -> None:
         self._submit(span, self.tenant_id)

@@ -4,18 +4,34 @@ Phoenix's Sessions view groups the traces whose spans share a ``session.id``
 into one conversation. ``using_session`` puts the session (and optional
 ``user.id``) on the OpenTelemetry context; the tenant span processor copies it
 onto each span as it starts, so auto-instrumented libraries' spans carry it too.
+
+Phoenix keeps one session per ``session.id`` across all projects: two tenants
+using the same id would share one session, each seeing the other's turns. So
+the exported id is the tenant's: ``"<tenant>:<session id>"``
+(``tenant_session_id``), and readers take the tenant to find it again.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+from types import TracebackType
 from typing import Final
 
 from opentelemetry import context as otel_context
+from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
 from tenantrace.instrumentation._attached import AttachedContext
 
-__all__ = ["SESSION_ID", "USER_ID", "current_session", "session_attributes", "using_session"]
+__all__ = [
+    "SESSION_ID",
+    "USER_ID",
+    "SessionSpanScope",
+    "current_session",
+    "session_attributes",
+    "tenant_session_id",
+    "using_session",
+]
 
 SESSION_ID: Final = "session.id"
 USER_ID: Final = "user.id"
@@ -27,6 +43,13 @@ _SESSION_KEY: Final = otel_context.create_key("tenantrace.session")
 
 def _bounded(value: object) -> str:
     return str(value)[:MAX_ID_LENGTH]
+
+
+def tenant_session_id(tenant_id: str, session_id: object) -> str:
+    """The ``session.id`` exported for a tenant's session: ``"<tenant>:<session id>"``."""
+    prefix = f"{tenant_id}:"
+    text = _bounded(session_id)
+    return text if text.startswith(prefix) else prefix + text
 
 
 class using_session(AttachedContext[str]):
@@ -66,3 +89,47 @@ def current_session() -> str | None:
     """The ``session.id`` of the active ``using_session`` scope, or None."""
     attributes = session_attributes()
     return str(attributes[SESSION_ID]) if attributes else None
+
+
+class SessionSpanScope:
+    """A span scope inside a ``using_session`` scope: ``manager.session_span(...)``.
+
+    The session is entered first and left last, so the span and its children
+    carry it, and a ``user.id`` of an enclosing session never leaks in.
+    """
+
+    __slots__ = ("_scope", "_session")
+
+    def __init__(self, session: using_session, scope: AbstractContextManager[Span]) -> None:
+        self._session = session
+        self._scope = scope
+
+    def __enter__(self) -> Span:
+        self._session.__enter__()
+        try:
+            return self._scope.__enter__()
+        except BaseException:
+            self._session.__exit__(None, None, None)
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self._scope.__exit__(exc_type, exc, tb)
+        finally:
+            self._session.__exit__(exc_type, exc, tb)
+
+    async def __aenter__(self) -> Span:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)

@@ -120,6 +120,10 @@ class SpanScope:
         self._token: object | None = None
 
     def __enter__(self) -> Span:
+        if self._token is not None:
+            # Its span and token live on the scope: a second entry would leave the
+            # first span unended and current. Sequential reuse is fine.
+            raise RuntimeError("this span scope is already active; make one per block")
         started = self._start()
         if started is None:
             return INVALID_SPAN
