@@ -97,3 +97,26 @@ def test_arguments_are_checked_before_any_request() -> None:
         assert phoenix.get_traces(limit=0) == []
         with pytest.raises(ValueError, match="finite"):
             phoenix.log_session_outcome("s", "success", score=float("nan"))
+
+
+def test_the_tenant_of_a_project_is_read_back_through_the_templates() -> None:
+    # Decorated spans carry their tenant only in the Resource, which Phoenix drops:
+    # reading every project, the project name tells the tenant.
+    projects = [
+        "cogniverse-acme",
+        "cogniverse-globex",
+        "cogniverse-globex-orchestration",
+        "cogniverse-tenant-123",
+        "cogniverse-tenant-123-video",
+        "someone-elses-project",
+    ]
+    with PhoenixAnalytics(phoenix_url="http://127.0.0.1:9") as phoenix:
+        owners = {name: phoenix._tenant_of(name, projects) for name in projects}
+    assert owners == {
+        "cogniverse-acme": "acme",
+        "cogniverse-globex": "globex",
+        "cogniverse-globex-orchestration": "globex",
+        "cogniverse-tenant-123": "tenant-123",
+        "cogniverse-tenant-123-video": "tenant-123",
+        "someone-elses-project": None,
+    }

@@ -12,7 +12,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +27,7 @@ import httpx
 from tenantrace.analytics.errors import PhoenixError
 from tenantrace.instrumentation.config import TelemetryConfig
 from tenantrace.instrumentation.sessions import SESSION_ID, tenant_session_id
+from tenantrace.instrumentation.tenants import is_valid_tenant_id
 
 __all__ = ["PhoenixAnalytics", "PhoenixError", "SessionTurn", "TraceMetrics"]
 
@@ -150,6 +151,35 @@ class PhoenixAnalytics:
             raise ValueError(f"a session id with '/' cannot be read from Phoenix: {key!r}")
         return key
 
+    def _tenant_of(self, project: str, projects: Sequence[str]) -> str | None:
+        """The tenant whose spans the templates route to ``project``, if it reads as one.
+
+        Spans of ``@trace_function`` carry their tenant only in the Resource,
+        which Phoenix does not keep. ``cogniverse-acme-video`` reads as tenant
+        ``acme-video`` or as ``acme``'s service ``video``: the service reading
+        wins when ``acme``'s own project is among ``projects``.
+        """
+        prefix, _, suffix = self._config.tenant_project_template.partition("{tenant_id}")
+
+        def base_tenant(name: str) -> str | None:
+            if len(name) <= len(prefix) + len(suffix):
+                return None
+            if not (name.startswith(prefix) and name.endswith(suffix)):
+                return None
+            tenant = name[len(prefix) : len(name) - len(suffix)]
+            return tenant if is_valid_tenant_id(tenant) else None
+
+        owners = [t for t in (base_tenant(name) for name in projects) if t is not None]
+        head, _, tail = self._config.tenant_service_template.partition("{service}")
+        services = [
+            t
+            for t in owners
+            if project != self.project_for(t)
+            and project.startswith(head.format(tenant_id=t))
+            and project.endswith(tail.format(tenant_id=t))
+        ]
+        return max(services, key=len) if services else base_tenant(project)
+
     def project_for(self, tenant_id: str, service: str | None = None) -> str:
         """The project a tenant's spans are routed to (validates the tenant id)."""
         return self._config.get_project_name(tenant_id, service)
@@ -192,15 +222,15 @@ class PhoenixAnalytics:
             params["end_time"] = _iso(end_time)
         if operation_filter is not None:
             params["name"] = operation_filter
+        owners = {name: tenant_id or self._tenant_of(name, projects) for name in projects}
         traces: list[TraceMetrics] = []
         with self._reading():
             # Each project's first ``limit``: the oldest ``limit`` of all are among them.
             for name in projects:
                 spans = self._spans(name, params, progress)
                 chosen = spans if operation_filter is not None else _local_roots(spans)
-                traces.extend(
-                    _trace_metrics(span, name, tenant_id) for span in islice(chosen, limit)
-                )
+                owner = owners[name]
+                traces.extend(_trace_metrics(span, name, owner) for span in islice(chosen, limit))
         traces.sort(key=lambda t: t.timestamp)
         return traces[:limit]
 

@@ -66,6 +66,10 @@ OTHER_TENANTS: Final = "(other)"
 
 # The most an interpreter exit waits to flush what is still queued.
 EXIT_FLUSH_MILLIS: Final = 5000
+# At exit, when the collector is failing or has held one export for over a
+# second, the process waits only this long more for it.
+EXIT_GRACE_MILLIS: Final = 500
+_STUCK_EXPORT_S: Final = 1.0
 
 SpanTransform = Callable[[ReadableSpan], ReadableSpan]
 
@@ -174,6 +178,8 @@ class ExportPipeline:
         # Set while the last export failed: a blocking queue then drops instead of
         # making the user's thread wait for a collector that is not answering.
         self._collector_down = False
+        # When the export call in progress began (None between calls): read at exit.
+        self._export_started: float | None = None
 
     def _start_worker(self) -> None:
         self._worker = threading.Thread(target=self._run, name="tenantrace-export", daemon=True)
@@ -186,7 +192,13 @@ class ExportPipeline:
             self._start_worker()
 
     def _at_exit(self) -> None:
-        self.shutdown(timeout_millis=min(self._config.export_timeout_millis, EXIT_FLUSH_MILLIS))
+        timeout = min(self._config.export_timeout_millis, EXIT_FLUSH_MILLIS)
+        started = self._export_started
+        if self._collector_down or (
+            started is not None and time.monotonic() - started > _STUCK_EXPORT_S
+        ):
+            timeout = min(timeout, EXIT_GRACE_MILLIS)
+        self.shutdown(timeout_millis=timeout)
 
     @property
     def queued(self) -> int:
@@ -347,11 +359,14 @@ class ExportPipeline:
             if failed:  # the collector just failed: do not wait out its timeout again
                 result = SpanExportResult.FAILURE
             else:
+                self._export_started = time.monotonic()
                 try:
                     result = self._exporter.export(chunk)
                 except Exception as exc:  # an exporter must never kill the worker thread
                     result = SpanExportResult.FAILURE
                     self._log.warning("export-error", "tenantrace: span exporter raised %r", exc)
+                finally:
+                    self._export_started = None
             failed = result is not SpanExportResult.SUCCESS
             self._count_result(failed, owners[start:end])
 
