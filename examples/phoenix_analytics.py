@@ -55,6 +55,7 @@ def with_phoenix(url: str, grpc_endpoint: str) -> None:
     manager.force_flush(timeout_millis=10_000)
     manager.shutdown()
 
+    print(f"session {SESSION} of tenant acme sent; reading it back from {url}")
     with PhoenixAnalytics(phoenix_url=url) as phoenix:
         turns = phoenix.get_session_turns(SESSION, tenant_id="acme")
         deadline = time.monotonic() + 30

@@ -106,6 +106,12 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
     status = str(health["status"])
     if status == "healthy" and not reachable:
         status = "degraded"
+    if status == "degraded":
+        report["error"] = (
+            "the endpoint does not accept connections"
+            if not reachable
+            else f"the test span was not exported within {args.timeout:g} s, or its export failed"
+        )
     report["status"] = status
     report["stats"] = health.get("stats", {})
     if "error" in health:
@@ -184,6 +190,11 @@ def _report(args: argparse.Namespace, out: TextIO) -> int:
         source=args.phoenix_url,
     )
     out.write(f"{len(traces)} traces from {scope} written to {path}\n")
+    if not traces:
+        out.write(
+            "no traces in that range: check --since, and --tenant/--project against "
+            f"the projects in Phoenix at {args.phoenix_url}\n"
+        )
     return EXIT_OK
 
 
@@ -198,7 +209,8 @@ def _sessions_export(args: argparse.Namespace, out: TextIO) -> int:
             args.session_id, args.out, tenant_id=args.tenant
         )
     missing = len(args.session_id) - written
-    out.write(f"{written} session trajectories written to {args.out}")
+    noun = "trajectory" if written == 1 else "trajectories"
+    out.write(f"{written} session {noun} written to {args.out}")
     out.write(f" ({missing} not found)\n" if missing else "\n")
     return EXIT_OK if written else EXIT_DEGRADED
 
@@ -214,6 +226,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="trace a small multi-tenant app and print each tenant's trace trees",
         description="Run a small multi-tenant app through the layers and propagation and "
         "print each tenant's trace trees (in memory, no server needed).",
@@ -225,13 +238,16 @@ def _parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser(
         "doctor",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="check the telemetry set-up: config, endpoint, a test span, stats",
         description="Health check: the configuration in force (from OTEL_* / TELEMETRY_* "
         "variables), whether the endpoint accepts connections, and a test span flushed "
         "through the real pipeline. Exit code 0 healthy (or disabled), 1 degraded, "
         "2 unhealthy.",
     )
-    doctor.add_argument("--endpoint", help="check this OTLP endpoint instead of the configured")
+    doctor.add_argument(
+        "--endpoint", help="check this OTLP endpoint (host:port) instead of the configured one"
+    )
     doctor.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the flush")
     doctor.add_argument("--json", action="store_true", help="print the result as JSON")
     doctor.set_defaults(run=_doctor)
@@ -239,15 +255,18 @@ def _parser() -> argparse.ArgumentParser:
     phoenix_url = os.environ.get("PHOENIX_URL", _DEFAULT_PHOENIX)
     report = commands.add_parser(
         "report",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="read traces back from Phoenix and write an HTML report with plots",
         description="Fetch traces from Phoenix and write one self-contained HTML file "
         "(plotly.js embedded, opens offline): latency per operation and over time, "
         "error rates, sessions per tenant.",
     )
-    report.add_argument("--phoenix-url", default=phoenix_url, help=f"default {phoenix_url}")
+    report.add_argument("--phoenix-url", default=phoenix_url, help="Phoenix's HTTP address")
     which = report.add_mutually_exclusive_group()
     which.add_argument("--project", help="one Phoenix project")
-    which.add_argument("--tenant", help="the project of one tenant (from the templates)")
+    which.add_argument(
+        "--tenant", help="the main project of one tenant (its service projects: --project)"
+    )
     report.add_argument("--since", default="1h", help="how far back: e.g. 30m, 1h, 2d")
     report.add_argument("--operation", help="only spans of this name (any depth)")
     report.add_argument("--limit", type=int, default=10_000, help="at most this many traces")
@@ -257,14 +276,17 @@ def _parser() -> argparse.ArgumentParser:
     sessions = commands.add_parser(
         "sessions", help="session tools", description="Tools for sessions stored in Phoenix."
     )
-    session_commands = sessions.add_subparsers(dest="session_command", required=True)
+    session_commands = sessions.add_subparsers(
+        dest="session_command", required=True, metavar="SESSION_COMMAND"
+    )
     export = session_commands.add_parser(
         "export",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="write sessions' turns as JSON Lines (one session per line)",
         description="Export each session's trajectory (its turns in order, with inputs, "
         "outputs and timings) as JSON Lines, ready for a fine-tuning data set.",
     )
-    export.add_argument("--phoenix-url", default=phoenix_url, help=f"default {phoenix_url}")
+    export.add_argument("--phoenix-url", default=phoenix_url, help="Phoenix's HTTP address")
     export.add_argument(
         "--session-id", action="append", required=True, help="a session id (repeatable)"
     )

@@ -105,27 +105,32 @@ def format_trace_trees(spans: Iterable[ReadableSpan]) -> str:
             children[parent if parent in ids else None].append(span)
 
         for root in children[None]:
-            _walk(root, 0, children, lines)
+            trace_id = f"{root.context.trace_id:032x}" if root.context else "?"
+            lines.append(f"  trace {trace_id}")
+            _walk(root, "    ", "", children, lines)
         lines.append("")
     return "\n".join(lines)
 
 
 def _walk(
     span: ReadableSpan,
-    depth: int,
+    prefix: str,
+    connector: str,
     children: dict[int | None, list[ReadableSpan]],
     lines: list[str],
 ) -> None:
     duration = ((span.end_time or 0) - (span.start_time or 0)) / 1e6
     status = "" if span.status.is_ok else f"  [{span.status.status_code.name}]"
-    marker = "" if depth or span.parent is None else "  (continues a remote trace)"
-    trace_id = f"{span.context.trace_id:032x}"[:8] if span.context else "?"
-    lines.append(
-        f"  {'  ' * depth}{'└─ ' if depth else ''}{span.name}  "
-        f"{duration:.2f} ms  trace {trace_id}{status}{marker}"
-    )
-    for child in children.get(span.context.span_id if span.context else None, []):
-        _walk(child, depth + 1, children, lines)
+    remote = connector == "" and span.parent is not None
+    marker = "  (continues a remote trace)" if remote else ""
+    hit = (span.attributes or {}).get("cache.hit")
+    if hit is not None:
+        marker += "  hit" if hit else "  miss"
+    lines.append(f"{prefix}{connector}{span.name}  {duration:.2f} ms{status}{marker}")
+    below = prefix + {"": "", "└─ ": "   "}.get(connector, "│  ")
+    kids = children.get(span.context.span_id if span.context else None, [])
+    for index, child in enumerate(kids):
+        _walk(child, below, "└─ " if index == len(kids) - 1 else "├─ ", children, lines)
 
 
 def run_demo(endpoint: str | None = None, out: TextIO = sys.stdout) -> int:

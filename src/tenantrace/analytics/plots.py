@@ -81,7 +81,10 @@ def error_rate_by_operation(traces: Sequence[TraceMetrics]) -> Figure:
         )
     )
     figure.update_layout(
-        title="Error rate by operation", yaxis_title="error rate", yaxis_tickformat=".0%"
+        title="Error rate by operation",
+        yaxis_title="error rate",
+        yaxis_tickformat=".0%",
+        yaxis_range=[0, 1],  # all-zero rates would otherwise get a -100%..100% axis
     )
     return figure
 
