@@ -94,7 +94,7 @@ def test_sessions_export_command_writes_jsonl(traced: PhoenixServer, tmp_path: P
         "--session-id", "unknown-session", "--out", str(out),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "1 session trajectories written" in result.stdout and "(1 not found)" in result.stdout
+    assert "1 session trajectory written" in result.stdout and "(1 not found)" in result.stdout
     [line] = out.read_text().splitlines()
     record = json.loads(line)
     assert [t["input"] for t in record["turns"]] == ["turn 0", "turn 1", "turn 2"]
