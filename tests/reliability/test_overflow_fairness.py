@@ -190,6 +190,7 @@ def test_quiet_tenants_keep_every_span_against_a_noisy_thread() -> None:
     manager = _manager(exporter, queue=200, batch=20)
     ticks = threading.Condition()
     hundreds = 0
+    quiet_sent = 0
     rounds = 50
 
     def noisy() -> None:
@@ -200,12 +201,22 @@ def test_quiet_tenants_keep_every_span_against_a_noisy_thread() -> None:
                 with ticks:
                     hundreds += 1
                     ticks.notify_all()
+                    # Lockstep: the quiet tenants send their span of this hundred
+                    # before the next hundred, even when the machine starves their
+                    # threads (a starved quiet thread would otherwise catch up in a
+                    # burst, and a burst is not quiet).
+                    sent_by_now = 4 * hundreds
+                    ticks.wait_for(lambda n=sent_by_now: quiet_sent >= n, timeout=30)
 
     def quiet(tenant: str) -> None:
+        nonlocal quiet_sent
         for k in range(rounds):
             with ticks:
                 ticks.wait_for(lambda k=k: hundreds > k, timeout=30)
             _emit(manager, tenant)
+            with ticks:
+                quiet_sent += 1
+                ticks.notify_all()
 
     threads = [threading.Thread(target=quiet, args=(f"quiet-{i}",)) for i in range(4)]
     threads.append(threading.Thread(target=noisy))
