@@ -249,14 +249,15 @@ class TelemetryManager:
         tracer = self.tracer_for(tenant_id, project_name, scope, context)
         if tracer is None:
             return INVALID_SPAN
-        self.spans_started += 1
         try:
-            return tracer.start_span(
+            span = tracer.start_span(
                 name, context=context, kind=kind, attributes=attributes, links=links
             )
         except Exception as exc:
             self.warn_once("start", "tenantrace: could not start span (%r)", exc)
             return INVALID_SPAN
+        self.spans_started += 1
+        return span
 
     def span(
         self,
@@ -295,12 +296,13 @@ class TelemetryManager:
             merged: dict[str, AttributeValue] = {TENANT_ID: tenant}
             if attributes:
                 merged.update(attributes)
-            self.spans_started += 1
             try:
-                return active.start_span(name, context, kind, merged, links), tenant
+                span = active.start_span(name, context, kind, merged, links)
             except Exception as exc:
                 self.warn_once("start", "tenantrace: could not start span (%r)", exc)
                 return None
+            self.spans_started += 1  # counted once started, so started - ended = open
+            return span, tenant
 
         return SpanScope(start, record_exception=record_exception)
 

@@ -65,8 +65,7 @@ class RoutingTracer(trace_api.Tracer):
             return INVALID_SPAN
         if tracer is None:
             return INVALID_SPAN
-        manager.spans_started += 1
-        return tracer.start_span(
+        span = tracer.start_span(
             name,
             context,
             kind,
@@ -76,6 +75,8 @@ class RoutingTracer(trace_api.Tracer):
             record_exception,
             set_status_on_exception,
         )
+        manager.spans_started += 1
+        return span
 
     @_agnosticcontextmanager
     def start_as_current_span(  # noqa: PLR0917 - signature fixed by opentelemetry.trace.Tracer

@@ -118,8 +118,8 @@ class _CallTracer:
             if instance is not None and not self.static:
                 args = (instance, *args)
             attributes = self._with_arguments(args, kwargs)
-        manager.spans_started += 1
         span = tracer.start_span(self.name, ctx, self.kind, attributes)
+        manager.spans_started += 1
         if self.tenant_id is not None and ctx.get(TENANT_CONTEXT_KEY) != self.tenant_id:
             ctx = otel_context.set_value(TENANT_CONTEXT_KEY, self.tenant_id, ctx)
         token = otel_context.attach(trace_api.set_span_in_context(span, ctx))
