@@ -34,8 +34,6 @@ def ended_attributes(
     attributes: Mapping[str, object] | None,
 ) -> Mapping[str, AttributeValue]:
     """The attributes of an ended span (or event, or link), without the locked iteration."""
-    if not attributes:
-        return {}
-    if isinstance(attributes, BoundedAttributes):
+    if isinstance(attributes, BoundedAttributes):  # the common case first: no len() call
         return attributes._dict
-    return attributes  # type: ignore[return-value]
+    return attributes or {}  # type: ignore[return-value]

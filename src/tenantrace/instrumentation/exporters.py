@@ -16,7 +16,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from functools import lru_cache
 from typing import IO, Final, TypeVar
 from urllib.parse import urlsplit
 
@@ -310,10 +309,11 @@ def _value_size(value: object) -> tuple[int, bool]:  # noqa: PLR0911 - one retur
 
 
 def _attributes_size(attributes: Attributes | Mapping[str, object]) -> tuple[int, bool]:
-    if not attributes:
+    items = ended_attributes(attributes)
+    if not items:
         return 0, True
     total, ok = 0, True
-    for key, value in ended_attributes(attributes).items():
+    for key, value in items.items():
         # Fast path for the common case, on the export thread for every span:
         # ASCII key, ASCII string or small scalar value.
         if key.isascii():
@@ -337,14 +337,16 @@ def _attributes_size(attributes: Attributes | Mapping[str, object]) -> tuple[int
 def span_size(span: ReadableSpan) -> tuple[int, bool]:
     """An upper bound of ``span``'s OTLP-encoded size (without its Resource),
     and whether every string and integer in it can be encoded."""
-    size, ok = _str_size(span.name)
+    # Runs on the export thread for every span: the ended span's private fields
+    # (the public properties copy) and the ASCII fast path inline.
+    name = span._name
+    total, ok = (len(name), True) if name.isascii() else _str_size(name)
     envelope, envelope_ok = _envelope_size(span)
-    total, ok = size + envelope, ok and envelope_ok
-    description = span.status.description
+    total, ok = total + envelope, ok and envelope_ok
+    description = span._status.description
     if description:
         size, desc_ok = _str_size(description)
         total, ok = total + size, ok and desc_ok
-    # The private fields: the public properties copy the events and links.
     size, attrs_ok = _attributes_size(span._attributes)
     total, ok = total + size, ok and attrs_ok
     if span._events:  # most spans have neither events nor links
@@ -364,17 +366,27 @@ def span_size(span: ReadableSpan) -> tuple[int, bool]:
 def _envelope_size(span: ReadableSpan) -> tuple[int, bool]:
     """Fixed fields, the scope and the trace state: what trimming cannot remove."""
     total, ok = _SPAN, True
-    scope = span.instrumentation_scope
+    scope = span._instrumentation_scope
     if scope is not None:
-        size, ok = _scope_size(scope)
-        total += size
-    context = span.context
+        # One scope per tracer serves many spans: remembered by identity, which
+        # costs less than the scope's Python-level hash.
+        known = _SCOPE_SIZES.get(id(scope))
+        if known is None or known[0] is not scope:
+            if len(_SCOPE_SIZES) >= _MAX_SCOPES:
+                _SCOPE_SIZES.clear()
+            known = _SCOPE_SIZES[id(scope)] = (scope, *_scope_size(scope))
+        total += known[1]
+        ok = known[2]
+    context = span._context
     if context is not None and context.trace_state:
         total += len(context.trace_state.to_header())
     return total, ok
 
 
-@lru_cache(maxsize=256)  # a handful of scopes (one per tracer) serve every span
+_MAX_SCOPES: Final = 256
+_SCOPE_SIZES: dict[int, tuple[InstrumentationScope, int, bool]] = {}
+
+
 def _scope_size(scope: InstrumentationScope) -> tuple[int, bool]:
     # Library tracers' scope names and versions come from callers too.
     name, name_ok = _str_size(scope.name)
