@@ -22,7 +22,12 @@ from types import TracebackType
 from typing import Any, Final, Literal
 from urllib.parse import quote
 
-import httpx
+try:
+    import httpx
+except ImportError as _missing:  # pragma: no cover - depends on the install
+    raise ImportError(
+        "reading traces from Phoenix needs httpx: pip install 'tenantrace[phoenix]'"
+    ) from _missing
 
 from tenantrace.analytics.errors import PhoenixError
 from tenantrace.instrumentation.config import TelemetryConfig
