@@ -13,12 +13,40 @@ from typing import Generic, TypeVar
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
-__all__ = ["AttachedContext"]
+__all__ = ["AsyncWithFromSync", "AttachedContext"]
 
 _T = TypeVar("_T")
 
 
-class AttachedContext(Generic[_T]):
+class AsyncWithFromSync(Generic[_T]):
+    """``async with`` for a scope whose ``with`` does no I/O: the same enter and exit."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> _T:
+        raise NotImplementedError
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> _T:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+class AttachedContext(AsyncWithFromSync[_T]):
     """Base of the context scopes: ``_attach()`` gives the context and the ``as`` value."""
 
     __slots__ = ("_token",)
@@ -47,14 +75,3 @@ class AttachedContext(Generic[_T]):
         token, self._token = self._token, None
         if token is not None:
             otel_context.detach(token)  # type: ignore[arg-type]
-
-    async def __aenter__(self) -> _T:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)

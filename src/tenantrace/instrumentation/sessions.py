@@ -21,7 +21,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
-from tenantrace.instrumentation._attached import AttachedContext
+from tenantrace.instrumentation._attached import AsyncWithFromSync, AttachedContext
 
 __all__ = [
     "SESSION_ID",
@@ -91,7 +91,7 @@ def current_session() -> str | None:
     return str(attributes[SESSION_ID]) if attributes else None
 
 
-class SessionSpanScope:
+class SessionSpanScope(AsyncWithFromSync[Span]):
     """A span scope inside a ``using_session`` scope: ``manager.session_span(...)``.
 
     The session is entered first and left last, so the span and its children
@@ -122,14 +122,3 @@ class SessionSpanScope:
             self._scope.__exit__(exc_type, exc, tb)
         finally:
             self._session.__exit__(exc_type, exc, tb)
-
-    async def __aenter__(self) -> Span:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)

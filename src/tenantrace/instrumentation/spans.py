@@ -17,6 +17,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 from opentelemetry.trace import INVALID_SPAN, Span, Status, StatusCode
 
+from tenantrace.instrumentation._attached import AsyncWithFromSync
 from tenantrace.instrumentation.tenants import TENANT_CONTEXT_KEY
 
 __all__ = [
@@ -99,7 +100,7 @@ def activate_span(span: Span, tenant_id: str | None = None) -> object:
     return otel_context.attach(trace_api.set_span_in_context(span, ctx))
 
 
-class SpanScope:
+class SpanScope(AsyncWithFromSync[Span]):
     """``with`` / ``async with`` scope that starts its span on entry and ends it on exit.
 
     Nothing happens until ``__enter__``, as with OpenTelemetry's
@@ -146,19 +147,8 @@ class SpanScope:
             _logger.debug("tenantrace: context detach failed", exc_info=True)
         end_span_with(self._span, exc, record=self._record)
 
-    async def __aenter__(self) -> Span:
-        return self.__enter__()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
-
-
-class NoOpScope:
+class NoOpScope(AsyncWithFromSync[Span]):
     """The scope of a span that is not traced: yields ``INVALID_SPAN``, changes no context."""
 
     __slots__ = ()
@@ -167,17 +157,6 @@ class NoOpScope:
         return INVALID_SPAN
 
     def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
-
-    async def __aenter__(self) -> Span:
-        return INVALID_SPAN
-
-    async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,

@@ -24,6 +24,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind
 from opentelemetry.util.types import AttributeValue
 
+from tenantrace.instrumentation._attached import AsyncWithFromSync
 from tenantrace.instrumentation.config import TelemetryLevel
 from tenantrace.instrumentation.manager import get_telemetry_manager
 from tenantrace.instrumentation.spans import NoOpScope, SpanScope
@@ -86,7 +87,7 @@ def _inject(headers: MutableMapping[str, str], url: str | None) -> None:
     headers.update(carrier)
 
 
-class FederationSync:
+class FederationSync(AsyncWithFromSync[Span]):
     """The scope of one peer sync: the span is current and ``headers`` carry its context."""
 
     __slots__ = ("_headers", "_scope", "_url")
@@ -119,17 +120,6 @@ class FederationSync:
         tb: TracebackType | None,
     ) -> None:
         self._scope.__exit__(exc_type, exc, tb)
-
-    async def __aenter__(self) -> Span:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
 
 
 def trace_federation_sync(
