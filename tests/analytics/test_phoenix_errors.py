@@ -111,7 +111,7 @@ def test_the_tenant_of_a_project_is_read_back_through_the_templates() -> None:
         "someone-elses-project",
     ]
     with PhoenixAnalytics(phoenix_url="http://127.0.0.1:9") as phoenix:
-        owners = {name: phoenix._tenant_of(name, projects) for name in projects}
+        owners = phoenix._tenants_of(projects)
     assert owners == {
         "cogniverse-acme": "acme",
         "cogniverse-globex": "globex",

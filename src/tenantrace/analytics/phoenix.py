@@ -156,13 +156,14 @@ class PhoenixAnalytics:
             raise ValueError(f"a session id with '/' cannot be read from Phoenix: {key!r}")
         return key
 
-    def _tenant_of(self, project: str, projects: Sequence[str]) -> str | None:
-        """The tenant whose spans the templates route to ``project``, if it reads as one.
+    def _tenants_of(self, projects: Sequence[str]) -> dict[str, str | None]:
+        """The tenant whose spans the templates route to each project, where it reads as one.
 
         Spans of ``@trace_function`` carry their tenant only in the Resource,
         which Phoenix does not keep. ``cogniverse-acme-video`` reads as tenant
         ``acme-video`` or as ``acme``'s service ``video``: the service reading
-        wins when ``acme``'s own project is among ``projects``.
+        wins when ``acme``'s own project is among ``projects``. Linear in the
+        number of projects (a tenant is read off the front of each name).
         """
         prefix, _, suffix = self._config.tenant_project_template.partition("{tenant_id}")
 
@@ -174,16 +175,26 @@ class PhoenixAnalytics:
             tenant = name[len(prefix) : len(name) - len(suffix)]
             return tenant if is_valid_tenant_id(tenant) else None
 
-        owners = [t for t in (base_tenant(name) for name in projects) if t is not None]
+        base = {name: base_tenant(name) for name in projects}
+        known = {tenant for tenant in base.values() if tenant is not None}
         head, _, tail = self._config.tenant_service_template.partition("{service}")
-        services = [
-            t
-            for t in owners
-            if project != self.project_for(t)
-            and project.startswith(head.format(tenant_id=t))
-            and project.endswith(tail.format(tenant_id=t))
-        ]
-        return max(services, key=len) if services else base_tenant(project)
+        before, marker, after = head.partition("{tenant_id}")
+        owners: dict[str, str | None] = {}
+        for name in projects:
+            owner = base[name]
+            # Only a template with the tenant before the service is read this way.
+            for end in range(len(name) - 1, len(before), -1) if marker else ():
+                tenant = name[len(before) : end]
+                if (
+                    tenant in known
+                    and name.startswith(before + tenant + after)
+                    and name.endswith(tail.format(tenant_id=tenant))
+                    and name != self.project_for(tenant)
+                ):
+                    owner = tenant  # the longest tenant with a service reading
+                    break
+            owners[name] = owner
+        return owners
 
     def project_for(self, tenant_id: str, service: str | None = None) -> str:
         """The project a tenant's spans are routed to (validates the tenant id)."""
@@ -227,7 +238,7 @@ class PhoenixAnalytics:
             params["end_time"] = _iso(end_time)
         if operation_filter is not None:
             params["name"] = operation_filter
-        owners = {name: tenant_id or self._tenant_of(name, projects) for name in projects}
+        owners = dict.fromkeys(projects, tenant_id) if tenant_id else self._tenants_of(projects)
         traces: list[TraceMetrics] = []
         with self._reading():
             # Each project's first ``limit``: the oldest ``limit`` of all are among them.
