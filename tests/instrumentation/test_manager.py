@@ -19,9 +19,11 @@ from tenantrace import (
     TelemetryConfig,
     TelemetryLevel,
     TelemetryManager,
+    TenantRoutingTracerProvider,
     current_tenant,
     tenant_scope,
 )
+from tenantrace.layers import trace_function
 from tenantrace.testing import CapturedSpan, SpanCapture
 
 
@@ -75,6 +77,48 @@ def test_children_inherit_tenant_and_project_name_selects_service_project(
     assert by_name["cogniverse.routing"].project == "cogniverse-t1-orchestration"
     assert by_name["cogniverse.routing"].tenant == "t1"
     assert len({s.trace_id for s in by_name.values()}) == 1
+
+
+def test_every_span_names_its_tenant_while_open_and_once_exported(spans: SpanCapture) -> None:
+    # Phoenix keeps span attributes but drops Resource ones: decorated and
+    # auto-instrumented spans must say their tenant as well as manager.span ones.
+    manager = spans.manager
+
+    @trace_function(name="decorated")
+    def decorated() -> None:
+        pass
+
+    library = TenantRoutingTracerProvider(manager).get_tracer("some.library")
+    with tenant_scope("acme"):
+        with manager.span("managed") as span:
+            assert span.attributes is not None and span.attributes["tenant.id"] == "acme"
+        decorated()
+        with library.start_as_current_span("auto"):
+            pass
+    with manager.span("default tenant"):
+        pass
+    assert {s.name: s.attributes.get("tenant.id") for s in spans.spans()} == {
+        "managed": "acme",
+        "decorated": "acme",
+        "auto": "acme",
+        "default tenant": "default",
+    }
+
+
+def test_a_tenant_id_the_caller_set_is_kept_and_a_full_span_keeps_its_own(
+    spans: SpanCapture,
+) -> None:
+    manager = spans.manager
+    with manager.span("named", tenant_id="acme", attributes={"tenant.id": "acme/eu"}):
+        pass
+    limit = manager.config.max_span_attributes
+    full = {f"k{i}": i for i in range(limit)}
+    with manager.span("full", tenant_id="acme", attributes=full):
+        pass
+    named, at_limit = spans.one("named"), spans.one("full")
+    assert named.attributes == {"tenant.id": "acme/eu"}
+    assert at_limit.attributes == full  # the Resource (and the project) still name the tenant
+    assert at_limit.tenant == "acme"
 
 
 def test_tenant_scope_and_default_tenant(spans: SpanCapture) -> None:

@@ -15,9 +15,20 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.util.types import AttributeValue
 
-__all__ = ["ended_attributes", "ended_items"]
+__all__ = ["ended_attributes", "ended_items", "has_items"]
 
 _T = TypeVar("_T")
+
+
+def has_items(sequence: Sequence[object] | None) -> bool:
+    """True when the events or links of an ended span are not empty.
+
+    Most spans have neither: this is asked of every span, and the truth value
+    of a ``BoundedList`` is a Python-level ``__len__`` call; its deque's is not.
+    """
+    if type(sequence) is BoundedList:
+        return bool(sequence._dq)  # type: ignore[attr-defined]
+    return bool(sequence)
 
 
 def ended_items(sequence: Sequence[_T] | None) -> Iterable[_T]:

@@ -29,7 +29,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, Status
 from opentelemetry.util.types import Attributes, AttributeValue
 
-from tenantrace.instrumentation._ended import ended_attributes, ended_items
+from tenantrace.instrumentation._ended import ended_attributes, ended_items, has_items
 from tenantrace.instrumentation.config import TelemetryConfig
 
 __all__ = [
@@ -349,13 +349,13 @@ def span_size(span: ReadableSpan) -> tuple[int, bool]:
         total, ok = total + size, ok and desc_ok
     size, attrs_ok = _attributes_size(span._attributes)
     total, ok = total + size, ok and attrs_ok
-    if span._events:  # most spans have neither events nor links
+    if has_items(span._events):  # most spans have neither events nor links
         for event in ended_items(span._events):
             size, name_ok = _str_size(event.name)
             attrs, attrs_ok = _attributes_size(event.attributes)
             total += _EVENT + size + attrs
             ok = ok and name_ok and attrs_ok
-    if span._links:
+    if has_items(span._links):
         for link in ended_items(span._links):
             attrs, attrs_ok = _attributes_size(link.attributes)
             total += _LINK + attrs

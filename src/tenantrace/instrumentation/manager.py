@@ -41,7 +41,6 @@ __all__ = ["TelemetryManager", "get_telemetry_manager", "init_telemetry", "insta
 _logger = logging.getLogger(__name__)
 
 INSTRUMENTATION_SCOPE: Final = "tenantrace"
-TENANT_ID: Final = "tenant.id"
 # The keys opentelemetry-instrumentation's suppress_instrumentation() sets.
 _SUPPRESS_KEYS: Final = (
     getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", "suppress_instrumentation"),
@@ -274,8 +273,9 @@ class TelemetryManager:
     ) -> SpanScope | NoOpScope:
         """A context manager (sync or async) yielding a current span of the tenant.
 
-        Sets ``tenant.id`` on the span, records an exception once, sets ERROR
-        status and re-raises. A level above the configured one, disabled
+        The exported span carries ``tenant.id`` (set by the export pipeline for
+        every span, see ``ExportPipeline``); the scope records an exception
+        once, sets ERROR status and re-raises. A level above the configured one, disabled
         telemetry or an internal failure yield a no-op span instead.
         """
         if not 0 < level.rank <= self._level_rank or self._registry is None:
@@ -293,11 +293,8 @@ class TelemetryManager:
             active = tracer or self.tracer_for(tenant, project_name, INSTRUMENTATION_SCOPE, context)
             if active is None:
                 return None
-            merged: dict[str, AttributeValue] = {TENANT_ID: tenant}
-            if attributes:
-                merged.update(attributes)
             try:
-                span = active.start_span(name, context, kind, merged, links)
+                span = active.start_span(name, context, kind, attributes, links)
             except Exception as exc:
                 self.warn_once("start", "tenantrace: could not start span (%r)", exc)
                 return None

@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -54,6 +55,7 @@ from tenantrace.instrumentation.sessions import (
     session_attributes,
     tenant_session_id,
 )
+from tenantrace.instrumentation.tenants import TENANT_ID_ATTRIBUTE
 
 __all__ = ["ExportPipeline", "PipelineStats", "TenantSpanProcessor"]
 
@@ -490,8 +492,30 @@ class ExportPipeline:
         return flushed
 
 
+def _name_tenant(span: Span, tenant_id: str) -> None:
+    """Give a starting ``span`` the ``tenant.id`` attribute unless it has one already.
+
+    Phoenix keeps span attributes but drops Resource ones, so every span names
+    its tenant: decorated and auto-instrumented ones too. Written into the
+    SDK's attribute dict directly: ``set_attribute`` validates each value (about
+    1.3 us a span), and this one is a validated tenant id. The span was created
+    on this thread a moment ago, so nothing else can be reading it.
+    """
+    attributes = span._attributes
+    if type(attributes) is BoundedAttributes:
+        values = attributes._dict
+        if TENANT_ID_ATTRIBUTE in values:
+            return  # the caller named one: theirs stands (the Resource says where it went)
+        if attributes.maxlen is None or len(values) < attributes.maxlen:
+            values[TENANT_ID_ATTRIBUTE] = tenant_id
+        # A span already at its attribute limit keeps its own attributes.
+    elif attributes is None or TENANT_ID_ATTRIBUTE not in attributes:
+        span.set_attribute(TENANT_ID_ATTRIBUTE, tenant_id)
+
+
 class TenantSpanProcessor(SpanProcessor):
-    """The span processor of one tenant's provider: tags spans with the tenant."""
+    """The span processor of one tenant's provider: names the tenant on each span and
+    hands it, tagged with the tenant, to the shared pipeline when it ends."""
 
     __slots__ = ("_submit", "tenant_id")
 
@@ -500,6 +524,7 @@ class TenantSpanProcessor(SpanProcessor):
         self.tenant_id = tenant_id
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        _name_tenant(span, self.tenant_id)
         session = session_attributes(parent_context)
         if session is None:
             return

@@ -27,13 +27,13 @@ from opentelemetry.util.types import Attributes
 
 from tenantrace.instrumentation.config import TelemetryConfig
 from tenantrace.instrumentation.pipeline import ExportPipeline, TenantSpanProcessor
+from tenantrace.instrumentation.tenants import TENANT_ID_ATTRIBUTE
 
 __all__ = ["ProviderKey", "TenantRegistry", "TenantTracerProvider"]
 
 _logger = logging.getLogger(__name__)
 
 PROJECT_NAME_ATTRIBUTE: Final = "openinference.project.name"
-TENANT_ID_ATTRIBUTE: Final = "tenant.id"
 # Instrumentation scopes per provider are bounded: auto-instrumentation uses a
 # handful, and a caller minting scope names per request must not grow memory.
 MAX_SCOPES_PER_PROVIDER: Final = 256

@@ -46,7 +46,7 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link
 from opentelemetry.util.types import Attributes, AttributeValue
 
-from tenantrace.instrumentation._ended import ended_attributes, ended_items
+from tenantrace.instrumentation._ended import ended_attributes, ended_items, has_items
 
 if TYPE_CHECKING:
     from tenantrace.instrumentation.config import TelemetryConfig
@@ -152,6 +152,9 @@ class Scrubber:
         self._max_value_length = max_value_length
         self._max_cached = max_cached_keys
         self._decisions: dict[str, int] = {}
+        # The keys decided safe, as a set: "all keys of this span are safe" is then
+        # one C-level subset test, the common case on the export thread.
+        self._safe_keys: set[str] = set()
         self._lock = threading.Lock()
         self._callback_failed = False
 
@@ -176,7 +179,10 @@ class Scrubber:
             if len(self._decisions) >= self._max_cached:
                 # A flood of distinct keys (ids in keys) must not grow memory.
                 self._decisions.clear()
+                self._safe_keys.clear()
             self._decisions[key] = found
+            if found == _SAFE:
+                self._safe_keys.add(key)
         return found
 
     def is_secret(self, key: str) -> bool:
@@ -185,7 +191,7 @@ class Scrubber:
     def __call__(self, span: ReadableSpan) -> ReadableSpan:
         # The private fields: the span has ended, and the public properties copy.
         attributes = self._scrubbed(span._attributes)
-        if not span._events and not span._links:  # most spans: nothing else to look at
+        if not has_items(span._events) and not has_items(span._links):
             return span if attributes is None else self._copy(span, attributes, [], [])
         events = [self._scrubbed(event.attributes) for event in ended_items(span._events)]
         links = [self._scrubbed(link.attributes) for link in ended_items(span._links)]
@@ -211,7 +217,9 @@ class Scrubber:
         attributes = ended_attributes(original)
         if not attributes:
             return None
-        if self._callback is None and not self._needs_change(attributes):
+        if self._callback is None and (
+            attributes.keys() <= self._safe_keys or not self._needs_change(attributes)
+        ):
             return None
         kept: dict[str, AttributeValue] = {}
         changed = False

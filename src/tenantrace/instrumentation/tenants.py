@@ -19,6 +19,7 @@ from tenantrace.instrumentation._attached import AttachedContext
 
 __all__ = [
     "TENANT_CONTEXT_KEY",
+    "TENANT_ID_ATTRIBUTE",
     "InvalidTenantError",
     "current_tenant",
     "is_valid_tenant_id",
@@ -30,6 +31,9 @@ MAX_TENANT_ID_LENGTH: Final = 128
 _TENANT_ID = re.compile(r"[A-Za-z0-9._@-]{1,128}", re.ASCII)
 
 TENANT_CONTEXT_KEY: Final = otel_context.create_key("tenantrace.tenant_id")
+# The attribute naming the tenant, on every provider's Resource and on every
+# exported span (Phoenix keeps span attributes but not Resource attributes).
+TENANT_ID_ATTRIBUTE: Final = "tenant.id"
 
 
 class InvalidTenantError(ValueError):

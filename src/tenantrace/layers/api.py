@@ -75,7 +75,6 @@ CLIENT_PORT: Final = "client.port"
 USER_AGENT_ORIGINAL: Final = "user_agent.original"
 NETWORK_PROTOCOL_VERSION: Final = "network.protocol.version"
 ERROR_TYPE: Final = "error.type"
-TENANT_ID: Final = "tenant.id"
 HEADER_PREFIX: Final = "http.request.header."
 
 _KNOWN_METHODS: Final = frozenset(
@@ -279,9 +278,8 @@ class _Common:
 
     def start(self, manager: TelemetryManager, request: _Request, ctx: Context) -> tuple[Span, str]:
         tenant = manager.resolve_tenant(None, ctx)
-        attributes = {TENANT_ID: tenant, **request.attributes}
         span = manager.start_span(
-            request.method, tenant, None, attributes, kind=SpanKind.SERVER, context=ctx
+            request.method, tenant, None, request.attributes, kind=SpanKind.SERVER, context=ctx
         )
         return span, tenant
 

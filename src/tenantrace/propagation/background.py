@@ -15,7 +15,7 @@ import asyncio
 import functools
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor, Future
-from typing import Any, Final, Literal, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
@@ -24,7 +24,11 @@ from opentelemetry.trace import Span, SpanKind
 
 from tenantrace.instrumentation.manager import get_telemetry_manager
 from tenantrace.instrumentation.spans import NOOP_SCOPE, NoOpScope, SpanScope
-from tenantrace.instrumentation.tenants import TENANT_CONTEXT_KEY, current_tenant
+from tenantrace.instrumentation.tenants import (
+    TENANT_CONTEXT_KEY,
+    TENANT_ID_ATTRIBUTE,
+    current_tenant,
+)
 from tenantrace.propagation.carriers import SpanCarrier
 from tenantrace.propagation.http import inject_context
 from tenantrace.propagation.links import link_spans
@@ -45,13 +49,11 @@ R = TypeVar("R")
 BackgroundMode = Literal["child", "linked"]
 """``child``: a child of the current span; ``linked``: a new trace linked to the current span."""
 
-_TENANT_ATTRIBUTE: Final = "tenant.id"
-
 
 def _tenant_of(span: Span) -> str | None:
     resource = getattr(span, "resource", None)  # SDK spans know where they were routed
     attributes = getattr(resource, "attributes", None)
-    tenant = attributes.get(_TENANT_ATTRIBUTE) if attributes is not None else None
+    tenant = attributes.get(TENANT_ID_ATTRIBUTE) if attributes is not None else None
     return tenant if isinstance(tenant, str) else current_tenant()
 
 
