@@ -53,8 +53,7 @@ def test_plain_function_span_is_whole(spans: SpanCapture) -> None:
         parent_id=None,
         kind="INTERNAL",
         status="UNSET",
-        # Every span names its tenant (Phoenix drops Resource attributes).
-        attributes={"component": "memory", "tenant.id": "acme"},
+        attributes={"component": "memory"},
     )
     assert span.raw is not None and span.raw.end_time is not None
     assert span.raw.end_time >= (span.raw.start_time or 0)
@@ -496,7 +495,6 @@ def test_capture_args_records_chosen_arguments_and_redacts_secrets(spans: SpanCa
         "code.function.argument.user": "alice",
         "code.function.argument.password": "[REDACTED]",
         "code.function.argument.limit": 10,
-        "tenant.id": "default",
     }
 
 

@@ -259,7 +259,7 @@ async def test_pattern_5_long_running_background_task(spans: SpanCapture) -> Non
     initiate, background = spans.one("initiate_background_task"), spans.one("background_task")
     assert background.trace_id == initiate.trace_id == finished["trace_id"]
     assert background.parent_id == initiate.span_id
-    assert background.attributes == {"tenant.id": "acme", "background": True}
-    assert initiate.attributes == {"tenant.id": "acme", "task_type": "memory_sync"}
+    assert background.attributes == {"background": True}
+    assert initiate.attributes == {"task_type": "memory_sync"}
     assert background.tenant == initiate.tenant == "acme"
     assert finished["data"] == {"sync": "memory"}

@@ -30,6 +30,7 @@ from tenantrace.instrumentation.exporters import (
     MAX_REQUEST_BYTES,
     REQUEST_BUDGET_BYTES,
     fit_span,
+    plain_span_size,
     resource_size,
     span_size,
 )
@@ -276,3 +277,51 @@ def test_a_fitted_span_always_encodes_and_fits_its_budget(span: ReadableSpan, bu
 def test_the_default_budget_leaves_room_under_the_grpc_limit() -> None:
     assert REQUEST_BUDGET_BYTES < MAX_REQUEST_BYTES == 4 * 1024 * 1024
     assert ExportPipeline.__init__.__kwdefaults__ == {"max_request_bytes": REQUEST_BUDGET_BYTES}
+
+
+# The export thread's one-pass path for plain spans must agree with the full one.
+
+_ascii = st.text(string.printable, max_size=200)
+_plain_value = _ascii | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats()
+
+
+@st.composite
+def _plain_spans(draw: st.DrawFn) -> ReadableSpan:
+    """Spans with ASCII text and scalar attributes only, no events, links or trace state."""
+    ids = st.integers(1, 2**64 - 1)
+    return ReadableSpan(
+        name=draw(_ascii),
+        context=SpanContext(draw(ids), draw(ids), False, TraceFlags(1)),
+        resource=_RESOURCE,
+        attributes=BoundedAttributes(
+            None,
+            draw(st.dictionaries(st.text(string.ascii_letters + ".", min_size=1), _plain_value)),
+        ),
+        status=Status(StatusCode.ERROR, draw(_ascii)) if draw(st.booleans()) else Status(),
+        instrumentation_scope=_PLAIN_SCOPE,
+    )
+
+
+_PLAIN_SCOPE = InstrumentationScope("plain", "1.0")
+
+
+@settings(max_examples=200, deadline=None)
+@given(span=_plain_spans())
+def test_a_plain_span_is_sized_in_one_pass_exactly_as_by_the_full_path(span: ReadableSpan) -> None:
+    full, encodable = span_size(span)  # the first span of a scope takes the full path
+    assert encodable
+    assert plain_span_size(span) == full
+    keys = set(dict(span.attributes or {}))
+    assert plain_span_size(span, keys) == full
+    if keys:  # a key the transform has not cleared sends the span down the full path
+        assert plain_span_size(span, keys - {next(iter(keys))}) is None
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(span=_spans())
+def test_any_span_the_one_pass_path_takes_is_sized_as_by_the_full_path(span: ReadableSpan) -> None:
+    full, encodable = span_size(span)
+    plain = plain_span_size(span)
+    assert plain is None or (plain == full and encodable)
+    if span.events or span.links or not encodable:
+        assert plain is None

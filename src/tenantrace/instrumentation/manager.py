@@ -33,7 +33,7 @@ from tenantrace.instrumentation.pipeline import ExportPipeline, SpanTransform
 from tenantrace.instrumentation.providers import TenantRegistry, TenantTracerProvider
 from tenantrace.instrumentation.scrubbing import Scrubber
 from tenantrace.instrumentation.sessions import SessionSpanScope, using_session
-from tenantrace.instrumentation.spans import NOOP_SCOPE, NoOpScope, SpanScope
+from tenantrace.instrumentation.spans import NOOP_SCOPE, NoOpScope, SpanScope, name_tenant
 from tenantrace.instrumentation.tenants import TENANT_CONTEXT_KEY
 
 __all__ = ["TelemetryManager", "get_telemetry_manager", "init_telemetry", "install_manager"]
@@ -255,6 +255,7 @@ class TelemetryManager:
         except Exception as exc:
             self.warn_once("start", "tenantrace: could not start span (%r)", exc)
             return INVALID_SPAN
+        name_tenant(span, self.resolve_tenant(tenant_id, context))
         self.spans_started += 1
         return span
 
@@ -273,10 +274,10 @@ class TelemetryManager:
     ) -> SpanScope | NoOpScope:
         """A context manager (sync or async) yielding a current span of the tenant.
 
-        The exported span carries ``tenant.id`` (set by the export pipeline for
-        every span, see ``ExportPipeline``); the scope records an exception
-        once, sets ERROR status and re-raises. A level above the configured one, disabled
-        telemetry or an internal failure yield a no-op span instead.
+        Sets ``tenant.id`` on the span (unless ``attributes`` name one), records
+        an exception once, sets ERROR status and re-raises. A level above the
+        configured one, disabled telemetry or an internal failure yield a no-op
+        span instead.
         """
         if not 0 < level.rank <= self._level_rank or self._registry is None:
             return NOOP_SCOPE
@@ -298,6 +299,7 @@ class TelemetryManager:
             except Exception as exc:
                 self.warn_once("start", "tenantrace: could not start span (%r)", exc)
                 return None
+            name_tenant(span, tenant)
             self.spans_started += 1  # counted once started, so started - ended = open
             return span, tenant
 

@@ -34,10 +34,10 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Final
 
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -46,16 +46,17 @@ from tenantrace.instrumentation.config import BatchExportConfig
 from tenantrace.instrumentation.exporters import (
     REQUEST_BUDGET_BYTES,
     fit_span,
+    plain_span_size,
     rate_limit_otel_logs,
     resource_size,
     span_size,
 )
+from tenantrace.instrumentation.scrubbing import Scrubber
 from tenantrace.instrumentation.sessions import (
     SESSION_ID,
     session_attributes,
     tenant_session_id,
 )
-from tenantrace.instrumentation.tenants import TENANT_ID_ATTRIBUTE
 
 __all__ = ["ExportPipeline", "PipelineStats", "TenantSpanProcessor"]
 
@@ -74,6 +75,7 @@ EXIT_GRACE_MILLIS: Final = 500
 _STUCK_EXPORT_S: Final = 1.0
 
 SpanTransform = Callable[[ReadableSpan], ReadableSpan]
+_NOT_PLAIN: Final[frozenset[str]] = frozenset({"no fast path"})
 
 
 def _weak_call(method: Callable[[], None]) -> Callable[[], None]:
@@ -139,6 +141,13 @@ class ExportPipeline:
         self._config = config
         self._transform = transform
         self._max_request_bytes = max_request_bytes
+        # Plain spans (see plain_span_size) skip the transform when it says which
+        # attribute keys it leaves alone; an opaque transform sees every span.
+        self._plain_keys: AbstractSet[str] | None = None
+        self._plain_fast_path = transform is None
+        if isinstance(transform, Scrubber) and transform.unchanged_keys is not None:
+            self._plain_keys = transform.unchanged_keys
+            self._plain_fast_path = True
         # The SDK and the OTLP exporters log per dropped attribute / failed batch.
         rate_limit_otel_logs()
         self.stats = PipelineStats()
@@ -381,7 +390,15 @@ class ExportPipeline:
         sizes: list[int] = []
         trimmed = 0
         rejected: list[str] = []
+        plain_keys = self._plain_keys if self._plain_fast_path else _NOT_PLAIN
         for ended, owner in zip(batch, owners, strict=True):
+            if plain_keys is not _NOT_PLAIN:
+                plain = plain_span_size(ended, plain_keys)
+                if plain is not None:  # most spans: nothing to scrub, nothing to trim
+                    spans.append(ended)
+                    kept.append(owner)
+                    sizes.append(plain)
+                    continue
             try:
                 span = ended if self._transform is None else self._transform(ended)
             except Exception as exc:
@@ -492,30 +509,8 @@ class ExportPipeline:
         return flushed
 
 
-def _name_tenant(span: Span, tenant_id: str) -> None:
-    """Give a starting ``span`` the ``tenant.id`` attribute unless it has one already.
-
-    Phoenix keeps span attributes but drops Resource ones, so every span names
-    its tenant: decorated and auto-instrumented ones too. Written into the
-    SDK's attribute dict directly: ``set_attribute`` validates each value (about
-    1.3 us a span), and this one is a validated tenant id. The span was created
-    on this thread a moment ago, so nothing else can be reading it.
-    """
-    attributes = span._attributes
-    if type(attributes) is BoundedAttributes:
-        values = attributes._dict
-        if TENANT_ID_ATTRIBUTE in values:
-            return  # the caller named one: theirs stands (the Resource says where it went)
-        if attributes.maxlen is None or len(values) < attributes.maxlen:
-            values[TENANT_ID_ATTRIBUTE] = tenant_id
-        # A span already at its attribute limit keeps its own attributes.
-    elif attributes is None or TENANT_ID_ATTRIBUTE not in attributes:
-        span.set_attribute(TENANT_ID_ATTRIBUTE, tenant_id)
-
-
 class TenantSpanProcessor(SpanProcessor):
-    """The span processor of one tenant's provider: names the tenant on each span and
-    hands it, tagged with the tenant, to the shared pipeline when it ends."""
+    """The span processor of one tenant's provider: tags spans with the tenant."""
 
     __slots__ = ("_submit", "tenant_id")
 
@@ -524,7 +519,6 @@ class TenantSpanProcessor(SpanProcessor):
         self.tenant_id = tenant_id
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        _name_tenant(span, self.tenant_id)
         session = session_attributes(parent_context)
         if session is None:
             return

@@ -38,6 +38,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Final
 
 from opentelemetry.attributes import BoundedAttributes
@@ -185,12 +186,27 @@ class Scrubber:
                 self._safe_keys.add(key)
         return found
 
+    @property
+    def unchanged_keys(self) -> AbstractSet[str] | None:
+        """Keys known safe: a span with no events or links and only these keys is
+        returned as it is (None when a callback may change any value)."""
+        return self._safe_keys if self._callback is None else None
+
     def is_secret(self, key: str) -> bool:
         return self.decision(key) == _SECRET
 
     def __call__(self, span: ReadableSpan) -> ReadableSpan:
         # The private fields: the span has ended, and the public properties copy.
-        attributes = self._scrubbed(span._attributes)
+        original = span._attributes
+        # Most spans: only keys known to be safe, no events, no links.
+        if (
+            self._callback is None
+            and ended_attributes(original).keys() <= self._safe_keys
+            and not has_items(span._events)
+            and not has_items(span._links)
+        ):
+            return span
+        attributes = self._scrubbed(original)
         if not has_items(span._events) and not has_items(span._links):
             return span if attributes is None else self._copy(span, attributes, [], [])
         events = [self._scrubbed(event.attributes) for event in ended_items(span._events)]
