@@ -75,7 +75,6 @@ EXIT_GRACE_MILLIS: Final = 500
 _STUCK_EXPORT_S: Final = 1.0
 
 SpanTransform = Callable[[ReadableSpan], ReadableSpan]
-_NOT_PLAIN: Final[frozenset[str]] = frozenset({"no fast path"})
 
 
 def _weak_call(method: Callable[[], None]) -> Callable[[], None]:
@@ -144,10 +143,10 @@ class ExportPipeline:
         # Plain spans (see plain_span_size) skip the transform when it says which
         # attribute keys it leaves alone; an opaque transform sees every span.
         self._plain_keys: AbstractSet[str] | None = None
-        self._plain_fast_path = transform is None
+        self._plain_path = transform is None
         if isinstance(transform, Scrubber) and transform.unchanged_keys is not None:
             self._plain_keys = transform.unchanged_keys
-            self._plain_fast_path = True
+            self._plain_path = True
         # The SDK and the OTLP exporters log per dropped attribute / failed batch.
         rate_limit_otel_logs()
         self.stats = PipelineStats()
@@ -390,9 +389,9 @@ class ExportPipeline:
         sizes: list[int] = []
         trimmed = 0
         rejected: list[str] = []
-        plain_keys = self._plain_keys if self._plain_fast_path else _NOT_PLAIN
+        plain_path, plain_keys = self._plain_path, self._plain_keys
         for ended, owner in zip(batch, owners, strict=True):
-            if plain_keys is not _NOT_PLAIN:
+            if plain_path:
                 plain = plain_span_size(ended, plain_keys)
                 if plain is not None:  # most spans: nothing to scrub, nothing to trim
                     spans.append(ended)

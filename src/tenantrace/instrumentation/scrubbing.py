@@ -197,16 +197,7 @@ class Scrubber:
 
     def __call__(self, span: ReadableSpan) -> ReadableSpan:
         # The private fields: the span has ended, and the public properties copy.
-        original = span._attributes
-        # Most spans: only keys known to be safe, no events, no links.
-        if (
-            self._callback is None
-            and ended_attributes(original).keys() <= self._safe_keys
-            and not has_items(span._events)
-            and not has_items(span._links)
-        ):
-            return span
-        attributes = self._scrubbed(original)
+        attributes = self._scrubbed(span._attributes)
         if not has_items(span._events) and not has_items(span._links):
             return span if attributes is None else self._copy(span, attributes, [], [])
         events = [self._scrubbed(event.attributes) for event in ended_items(span._events)]

@@ -95,7 +95,7 @@ def name_tenant(span: Span, tenant_id: str) -> None:
             attributes.maxlen is None or len(values) < attributes.maxlen
         ):
             values[TENANT_ID_ATTRIBUTE] = tenant_id
-    elif span.is_recording() and attributes is not None and TENANT_ID_ATTRIBUTE not in attributes:
+    elif attributes is None and span.is_recording():  # not an SDK span: the API's way
         span.set_attribute(TENANT_ID_ATTRIBUTE, tenant_id)
 
 
