@@ -10,7 +10,6 @@ churn through the LRU; this provider registers nothing.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import warnings
@@ -155,9 +154,10 @@ class TenantRegistry:
         provider = self._providers.get(key)
         if provider is not None:
             self.hits += 1
-            # KeyError: evicted by another thread between the two calls.
-            with contextlib.suppress(KeyError):
+            try:  # noqa: SIM105 - a hot path: try costs nothing, suppress() ~300 ns
                 self._providers.move_to_end(key)
+            except KeyError:
+                pass  # evicted by another thread between the two calls
             return provider
         return self._create(key)
 
