@@ -8,10 +8,13 @@ from collections.abc import Sequence
 
 import pytest
 from opentelemetry import trace as trace_api
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import INVALID_SPAN
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import INVALID_SPAN, Link, SpanKind, TraceState
+from opentelemetry.util.types import Attributes
 
 from tenantrace import (
     BatchExportConfig,
@@ -23,8 +26,9 @@ from tenantrace import (
     current_tenant,
     tenant_scope,
 )
+from tenantrace.instrumentation.manager import install_manager
 from tenantrace.layers import trace_function
-from tenantrace.testing import CapturedSpan, SpanCapture
+from tenantrace.testing import CapturedSpan, SpanCapture, capture_spans
 
 
 def make_manager(
@@ -130,6 +134,69 @@ def test_a_tenant_id_the_caller_set_is_kept_and_a_full_span_keeps_its_own(
     assert named.attributes == {"tenant.id": "acme/eu"}
     assert at_limit.attributes == full  # the Resource (and the project) still name the tenant
     assert at_limit.tenant == "acme"
+    assert at_limit.raw is not None and at_limit.raw.dropped_attributes == 1  # as the SDK counts
+
+
+def test_the_tenant_attribute_keeps_to_the_value_length_limit() -> None:
+    config = TelemetryConfig(max_attribute_length=4)
+    with capture_spans(config) as spans:
+        with spans.manager.span("short", tenant_id="acme-corp", attributes={"x": "abcdefgh"}):
+            pass
+        assert spans.one("short").attributes == {"x": "abcd", "tenant.id": "acme"}
+
+
+class _TenantSeenBySampler(Sampler):
+    """Records ``current_tenant(parent_context)``, as a per-tenant sampler would read it."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str | None]] = []
+
+    def should_sample(  # noqa: PLR0917 - signature fixed by the SDK
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        self.seen.append((name, current_tenant(parent_context)))
+        return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+
+    def get_description(self) -> str:
+        return "tenant seen by sampler"
+
+
+def test_a_sampler_reads_the_tenant_of_the_span_it_decides() -> None:
+    sampler = _TenantSeenBySampler()
+    manager = TelemetryManager(
+        TelemetryConfig(batch_config=BatchExportConfig(use_sync_export=True)),
+        sampler,
+        exporter=InMemorySpanExporter(),
+    )
+    previous = install_manager(manager)
+    try:
+
+        @trace_function(name="decorated", tenant_id="globex")
+        def decorated() -> None:
+            pass
+
+        with manager.span("explicit", tenant_id="acme"):
+            pass
+        with tenant_scope("initech"), manager.span("scoped"):
+            decorated()
+        with manager.span("default"):
+            pass
+    finally:
+        install_manager(previous)
+        manager.shutdown()
+    assert sampler.seen == [
+        ("explicit", "acme"),
+        ("scoped", "initech"),
+        ("decorated", "globex"),
+        ("default", "default"),
+    ]
 
 
 def test_tenant_scope_and_default_tenant(spans: SpanCapture) -> None:

@@ -14,6 +14,7 @@ import string
 import threading
 from collections.abc import Sequence
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.attributes import BoundedAttributes
@@ -153,6 +154,44 @@ def test_a_span_too_large_for_any_request_is_trimmed_and_says_so() -> None:
         worst.context,
         worst.resource,
     )
+    manager.shutdown()
+
+
+def test_a_plain_span_too_large_for_a_request_is_trimmed_not_sent_whole() -> None:
+    # Plain spans take the export thread's one-pass path; a huge name (span names
+    # have no SDK limit) must still be trimmed, or the request would fail for every
+    # tenant's spans in it.
+    recorder = _Recorder()
+    manager = TelemetryManager(
+        TelemetryConfig(batch_config=BatchExportConfig(use_sync_export=True)), exporter=recorder
+    )
+    tracer = manager.tracer_for("acme")
+    assert tracer is not None
+    tracer.start_span("warm", attributes={"k": "v"}).end()  # the scope is known: plain path
+    tracer.start_span("x" * 5_000_000, attributes={"k": "v"}).end()
+    tracer.start_span("small", attributes={"k": "v"}).end()
+    assert [len(s.name) < 5_000_000 for s in recorder.spans] == [True, True, True]
+    assert max(recorder.sizes) < MAX_REQUEST_BYTES
+    stats = manager.get_stats()
+    assert stats["exported_spans"] == 3 and stats["dropped_spans"] == 0
+    manager.shutdown()
+
+
+@pytest.mark.parametrize("sync", [True, False], ids=["sync", "batch"])
+def test_a_span_of_an_odd_shape_is_exported_and_never_raises(sync: bool) -> None:
+    # A library passing name=None: the one-pass path cannot judge it, the full path
+    # sends it as it is, and neither the caller nor the rest of the batch suffers.
+    recorder = _Recorder()
+    manager = TelemetryManager(
+        TelemetryConfig(batch_config=BatchExportConfig(use_sync_export=sync)), exporter=recorder
+    )
+    tracer = manager.tracer_for("acme")
+    assert tracer is not None
+    for name in ("warm", "ok-1", None, "ok-2"):
+        with tracer.start_as_current_span(name):  # type: ignore[arg-type]
+            pass
+    assert manager.force_flush(5000)
+    assert [s.name for s in recorder.spans] == ["warm", "ok-1", None, "ok-2"]
     manager.shutdown()
 
 

@@ -289,19 +289,31 @@ class TelemetryManager:
             if tracer is None:
                 return NOOP_SCOPE
 
-        def start() -> tuple[Span, str] | None:
-            tenant = self.resolve_tenant(tenant_id, context)
-            active = tracer or self.tracer_for(tenant, project_name, INSTRUMENTATION_SCOPE, context)
+        def start() -> tuple[Span, Context] | None:
+            current = otel_context.get_current()
+            parent = current if context is None else context
+            tenant = self.resolve_tenant(tenant_id, parent)
+            active = tracer or self.tracer_for(tenant, project_name, INSTRUMENTATION_SCOPE, parent)
             if active is None:
                 return None
+            # The tenant is in the context before the span starts: a sampler reads it
+            # with current_tenant(parent_context), and the children inherit it.
+            if parent.get(TENANT_CONTEXT_KEY) != tenant:
+                parent = otel_context.set_value(TENANT_CONTEXT_KEY, tenant, parent)
             try:
-                span = active.start_span(name, context, kind, attributes, links)
+                span = active.start_span(name, parent, kind, attributes, links)
             except Exception as exc:
                 self.warn_once("start", "tenantrace: could not start span (%r)", exc)
                 return None
             name_tenant(span, tenant)
             self.spans_started += 1  # counted once started, so started - ended = open
-            return span, tenant
+            if context is None:
+                return span, parent
+            # As start_as_current_span(context=...): the span becomes current in the
+            # caller's context (with the span's tenant), not in the one it was given.
+            if current.get(TENANT_CONTEXT_KEY) != tenant:
+                current = otel_context.set_value(TENANT_CONTEXT_KEY, tenant, current)
+            return span, current
 
         return SpanScope(start, record_exception=record_exception)
 

@@ -144,7 +144,8 @@ class ExportPipeline:
         # attribute keys it leaves alone; an opaque transform sees every span.
         self._plain_keys: AbstractSet[str] | None = None
         self._plain_path = transform is None
-        if isinstance(transform, Scrubber) and transform.unchanged_keys is not None:
+        # Exactly a Scrubber: a subclass may change what its __call__ leaves alone.
+        if type(transform) is Scrubber and transform.unchanged_keys is not None:
             self._plain_keys = transform.unchanged_keys
             self._plain_path = True
         # The SDK and the OTLP exporters log per dropped attribute / failed batch.
@@ -392,8 +393,12 @@ class ExportPipeline:
         plain_path, plain_keys = self._plain_path, self._plain_keys
         for ended, owner in zip(batch, owners, strict=True):
             if plain_path:
-                plain = plain_span_size(ended, plain_keys)
-                if plain is not None:  # most spans: nothing to scrub, nothing to trim
+                try:
+                    plain = plain_span_size(ended, plain_keys)
+                except Exception:  # an unforeseen span shape: the full path judges it
+                    plain = None
+                # Most spans: nothing to scrub, nothing to trim.
+                if plain is not None and plain <= self._max_request_bytes:
                     spans.append(ended)
                     kept.append(owner)
                     sizes.append(plain)

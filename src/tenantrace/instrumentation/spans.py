@@ -16,6 +16,7 @@ from typing import Final
 from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN, Span, Status, StatusCode
 
 from tenantrace.instrumentation._attached import AsyncWithFromSync
@@ -86,15 +87,19 @@ def name_tenant(span: Span, tenant_id: str) -> None:
     it to ``start_span``) validates the value, about 1.5-2 us a span, and this
     one is an already validated tenant id. The span was started on this thread
     a moment ago, so nothing else reads it yet. A ``tenant.id`` the caller set
-    stands; a span already at its attribute limit keeps its own attributes.
+    stands; a span already at its attribute limit keeps its own attributes and
+    counts this one as dropped; the value length limit applies.
     """
     attributes = getattr(span, "_attributes", None)
     if type(attributes) is BoundedAttributes:
         values = attributes._dict
-        if TENANT_ID_ATTRIBUTE not in values and (
-            attributes.maxlen is None or len(values) < attributes.maxlen
-        ):
-            values[TENANT_ID_ATTRIBUTE] = tenant_id
+        if TENANT_ID_ATTRIBUTE in values:
+            return
+        if attributes.maxlen is not None and len(values) >= attributes.maxlen:
+            attributes.dropped += 1  # counted as the SDK counts an attribute it drops
+            return
+        limit = attributes.max_value_len
+        values[TENANT_ID_ATTRIBUTE] = tenant_id if limit is None else tenant_id[:limit]
     elif attributes is None and span.is_recording():  # not an SDK span: the API's way
         span.set_attribute(TENANT_ID_ATTRIBUTE, tenant_id)
 
@@ -129,13 +134,14 @@ class SpanScope(AsyncWithFromSync[Span]):
     ``start_as_current_span``: a scope built outside ``tenant_scope()`` or
     before a parent span takes the tenant, the parent and the start time in
     force when it is entered. ``start`` is the manager's span starter; it
-    returns the started span and its tenant, or None for a no-op.
+    returns the started span and the context to make it current in (which
+    carries the span's tenant), or None for a no-op.
     """
 
     __slots__ = ("_record", "_span", "_start", "_token")
 
     def __init__(
-        self, start: Callable[[], tuple[Span, str] | None], *, record_exception: bool = True
+        self, start: Callable[[], tuple[Span, Context] | None], *, record_exception: bool = True
     ) -> None:
         self._start = start
         self._record = record_exception
@@ -150,8 +156,8 @@ class SpanScope(AsyncWithFromSync[Span]):
         started = self._start()
         if started is None:
             return INVALID_SPAN
-        self._span, tenant = started
-        self._token = activate_span(self._span, tenant)
+        self._span, context = started
+        self._token = otel_context.attach(trace_api.set_span_in_context(self._span, context))
         return self._span
 
     def __exit__(

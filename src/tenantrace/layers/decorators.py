@@ -118,10 +118,12 @@ class _CallTracer:
             if instance is not None and not self.static:
                 args = (instance, *args)
             attributes = self._with_arguments(args, kwargs)
-        span = tracer.start_span(self.name, ctx, self.kind, attributes)
-        manager.spans_started += 1
+        # An explicit tenant is in the context before the span starts: a sampler
+        # reads it with current_tenant(parent_context), and the children inherit it.
         if self.tenant_id is not None and ctx.get(TENANT_CONTEXT_KEY) != self.tenant_id:
             ctx = otel_context.set_value(TENANT_CONTEXT_KEY, self.tenant_id, ctx)
+        span = tracer.start_span(self.name, ctx, self.kind, attributes)
+        manager.spans_started += 1
         token = otel_context.attach(trace_api.set_span_in_context(span, ctx))
         return span, token
 
