@@ -317,14 +317,14 @@ def main() -> None:  # noqa: PLR0915 - one linear script
         ("raw 1 event, tenantrace processor", "raw 1 event, SDK batch processor", "... 1 event"),
     )
     for ours, theirs, note in rows:
-        print(f"{ours + ' / ' + theirs:<62}= {ratio(results, ours, theirs):.3f}x  {note}")
+        print(f"{ours + ' / ' + theirs:<84}= {ratio(results, ours, theirs):.3f}x  {note}")
     added = (
         ("gated - bare", "@trace_function gated (level)", "bare call"),
         ("async gated - bare async", "@trace_function async gated", "bare async call"),
         ("disabled - bare", "@trace_function disabled", "bare call (disabled run)"),
     )
     for title, ours, theirs in added:
-        print(f"{title:<62}= {(cheap[ours] - cheap[theirs]) * 1000:.0f} ns  (goal <= 300 ns)")
+        print(f"{title:<84}= {(cheap[ours] - cheap[theirs]) * 1000:.0f} ns  (goal <= 300 ns)")
     print(f"\nspans dropped during the run: {stats['dropped_spans']}")
     garbage = {label: count for label, count in CYCLIC_GARBAGE.items() if count}
     print(f"cyclic garbage left by the timed blocks: {garbage or 'none'}")

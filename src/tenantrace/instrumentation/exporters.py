@@ -369,12 +369,12 @@ def span_size(span: ReadableSpan) -> tuple[int, bool]:
 def plain_span_size(span: ReadableSpan, keys: AbstractSet[str] | None = None) -> int | None:
     """``span_size`` of a plain span in one pass, or None when the span is not plain.
 
-    Plain, as most spans are: no events, no links, no trace state, an ASCII name
-    and status description, and attributes with ASCII keys (all in ``keys``,
-    when given) and ASCII string, bool, float or 64-bit int values. Such a span
-    is encodable, and a transform that leaves spans with only ``keys`` as they
-    are need not see it: the export thread checks and sizes it here, touching
-    each field once, instead of in two passes.
+    Plain, as most spans are: no trace state, ASCII names and status
+    description, and span, event and link attributes with ASCII keys (all in
+    ``keys``, when given) and ASCII string, bool, float or 64-bit int values.
+    Such a span is encodable, and a transform that leaves spans with only
+    ``keys`` as they are need not see it: the export thread checks and sizes it
+    here, touching each field once, instead of in two passes.
     """
     attributes = span._attributes
     values = attributes._dict if type(attributes) is BoundedAttributes else attributes
@@ -384,10 +384,7 @@ def plain_span_size(span: ReadableSpan, keys: AbstractSet[str] | None = None) ->
     scope = span._instrumentation_scope
     known = _SCOPE_SIZES.get(id(scope)) if scope is not None else (None, 0, True)
     if (
-        has_items(span._events)
-        or has_items(span._links)
-        or (values and keys is not None and not values.keys() <= keys)
-        or not name.isascii()
+        not name.isascii()
         or not description.isascii()
         or (context is not None and context.trace_state is not DEFAULT_TRACE_STATE)
         # The first span of a scope, or one that cannot be encoded: the full path.
@@ -396,12 +393,39 @@ def plain_span_size(span: ReadableSpan, keys: AbstractSet[str] | None = None) ->
         or not known[2]
     ):
         return None
-    total = _SPAN + len(name) + len(description) + known[1]
-    for key, value in values.items() if values else ():
+    size = _plain_attributes_size(values, keys)
+    if size is None:
+        return None
+    total = _SPAN + len(name) + len(description) + known[1] + size
+    if has_items(span._events):  # most spans have neither events nor links
+        for event in ended_items(span._events):
+            size = _plain_attributes_size(ended_attributes(event.attributes), keys)
+            if size is None or not event.name.isascii():
+                return None
+            total += _EVENT + len(event.name) + size
+    if has_items(span._links):
+        for link in ended_items(span._links):
+            size = _plain_attributes_size(ended_attributes(link.attributes), keys)
+            if size is None:
+                return None
+            total += _LINK + size
+    return total
+
+
+def _plain_attributes_size(
+    values: Mapping[str, object] | None, keys: AbstractSet[str] | None
+) -> int | None:
+    """``_attributes_size`` of plain attributes (see ``plain_span_size``), else None."""
+    if not values:
+        return 0
+    if keys is not None and not values.keys() <= keys:
+        return None
+    total = 0
+    for key, value in values.items():
         kind = type(value)
         if not key.isascii():
             return None
-        if kind is str and value.isascii():  # type: ignore[union-attr]
+        if kind is str and value.isascii():  # type: ignore[attr-defined]
             total += len(key) + len(value) + _KEY_VALUE  # type: ignore[arg-type]
         elif kind is bool or kind is float or (kind is int and value in _INT64):
             total += len(key) + _SCALAR + _KEY_VALUE

@@ -188,8 +188,8 @@ class Scrubber:
 
     @property
     def unchanged_keys(self) -> AbstractSet[str] | None:
-        """Keys known safe: a span with no events or links and only these keys is
-        returned as it is (None when a callback may change any value)."""
+        """Keys known safe: a span whose span, event and link attributes have only
+        these keys is returned as it is (None when a callback may change any value)."""
         return self._safe_keys if self._callback is None else None
 
     def is_secret(self, key: str) -> bool:
