@@ -188,6 +188,7 @@ def test_a_sampler_reads_the_tenant_of_the_span_it_decides() -> None:
             decorated()
         with manager.span("default"):
             pass
+        manager.start_span("started", tenant_id="umbrella").end()
     finally:
         install_manager(previous)
         manager.shutdown()
@@ -196,6 +197,7 @@ def test_a_sampler_reads_the_tenant_of_the_span_it_decides() -> None:
         ("scoped", "initech"),
         ("decorated", "globex"),
         ("default", "default"),
+        ("started", "umbrella"),
     ]
 
 

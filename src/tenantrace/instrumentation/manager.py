@@ -248,14 +248,18 @@ class TelemetryManager:
         tracer = self.tracer_for(tenant_id, project_name, scope, context)
         if tracer is None:
             return INVALID_SPAN
+        parent = otel_context.get_current() if context is None else context
+        tenant = self.resolve_tenant(tenant_id, parent)
+        if parent.get(TENANT_CONTEXT_KEY) != tenant:  # for the sampler, as in span()
+            parent = otel_context.set_value(TENANT_CONTEXT_KEY, tenant, parent)
         try:
             span = tracer.start_span(
-                name, context=context, kind=kind, attributes=attributes, links=links
+                name, context=parent, kind=kind, attributes=attributes, links=links
             )
         except Exception as exc:
             self.warn_once("start", "tenantrace: could not start span (%r)", exc)
             return INVALID_SPAN
-        name_tenant(span, self.resolve_tenant(tenant_id, context))
+        name_tenant(span, tenant)
         self.spans_started += 1
         return span
 
