@@ -27,7 +27,10 @@ def has_items(sequence: Sequence[object] | None) -> bool:
     of a ``BoundedList`` is a Python-level ``__len__`` call; its deque's is not.
     """
     if type(sequence) is BoundedList:
-        return bool(sequence._dq)  # type: ignore[attr-defined]
+        try:
+            return bool(sequence._dq)  # type: ignore[attr-defined]
+        except AttributeError:  # an SDK whose internals moved: the public way
+            pass
     return bool(sequence)
 
 

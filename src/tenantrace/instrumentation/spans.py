@@ -92,7 +92,11 @@ def name_tenant(span: Span, tenant_id: str) -> None:
     """
     attributes = getattr(span, "_attributes", None)
     if type(attributes) is BoundedAttributes:
-        values = attributes._dict
+        try:
+            values = attributes._dict
+        except AttributeError:  # an SDK whose internals moved: the API's way
+            span.set_attribute(TENANT_ID_ATTRIBUTE, tenant_id)
+            return
         if TENANT_ID_ATTRIBUTE in values:
             return
         if attributes.maxlen is not None and len(values) >= attributes.maxlen:
