@@ -17,7 +17,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import NamedTuple, TypedDict, TypeVar
 
-from tenantrace.analytics._latency import latency_figures
+from tenantrace.analytics._latency import LatencyFigures, latency_figures
 
 __all__ = ["ModalityMetricsTracker", "ModalityStats", "SummaryStats"]
 
@@ -30,7 +30,7 @@ _MAX_ERROR_KEY_LENGTH = 100
 _K = TypeVar("_K")
 
 
-class ModalityStats(TypedDict):
+class ModalityStats(LatencyFigures):
     """Figures for one modality over its rolling window (latencies in milliseconds)."""
 
     modality: str
@@ -39,12 +39,6 @@ class ModalityStats(TypedDict):
     error_count: int
     success_rate: float
     error_rate: float
-    p50_latency: float
-    p95_latency: float
-    p99_latency: float
-    avg_latency: float
-    min_latency: float
-    max_latency: float
     error_breakdown: dict[str, int]
     throughput_qps: float
 
