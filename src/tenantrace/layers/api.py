@@ -19,6 +19,18 @@ sets status ERROR. Authorization and cookie headers are never recorded.
 The span is named ``{method} {http.route}`` (``GET /items/{item_id}``), or just
 ``{method}`` when the route is not known: never the raw path, which would make
 one span name per item id.
+
+FastAPI (0.165+) has native telemetry, on by default, which would re-extract the
+caller's context from the headers, replacing the one the middleware made current
+(the handler would lose the tenant), and start a second SERVER span beside this
+one, outside the tenant. The ASGI middleware therefore marks each HTTP scope with
+``"fastapi.telemetry"``, the key FastAPI itself uses to tell a mounted app that
+the request's telemetry is handled already: FastAPI then records nothing for the
+request (no span, metrics or logs). ``fastapi_telemetry=True`` leaves FastAPI's
+telemetry on, for its metrics and logs, and is correct only with
+``FastAPI(telemetry={"tracing": False})``; the middleware warns once when it
+finds a SERVER span opened by another layer (FastAPI's, or an OpenTelemetry
+middleware placed outside it).
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import context as otel_context
+from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
@@ -95,6 +108,10 @@ _SENSITIVE_QUERY: Final = frozenset(
         "signature",
     }
 )
+# The ASGI scope key FastAPI's native telemetry (0.165+) keeps its request state
+# in. FastAPI leaves a request whose scope already holds the key to whoever set
+# it (mounted apps; ``None`` is what FastAPI stores for an excluded request).
+FASTAPI_TELEMETRY_SCOPE_KEY: Final = "fastapi.telemetry"
 _MAX_QUERY_CHARS: Final = 2048
 _MAX_HEADER_CHARS: Final = 1024
 _KEY_RULES: Final = Scrubber()
@@ -260,6 +277,25 @@ class _Common:
         # outranks anything the carrier claimed.
         return otel_context.set_value(TENANT_CONTEXT_KEY, tenant, ctx)
 
+    def warn_if_traced_outside(self, manager: TelemetryManager) -> None:
+        """Warn once when another layer opened this request's SERVER span before the middleware.
+
+        Ours would be its sibling, and the other one (started from the bare
+        headers) is not in the tenant the middleware accepts.
+        """
+        span = trace_api.get_current_span()
+        if span.is_recording() and getattr(span, "kind", None) is SpanKind.SERVER:
+            manager.warn_once(
+                "api.outer_server_span",
+                "tenantrace: a SERVER span (%r) was already open when the request reached the "
+                "tracing middleware: another layer traced it first, outside the tenant (FastAPI's "
+                "native telemetry when the middleware is added with app.add_middleware, or an "
+                "OpenTelemetry ASGI/WSGI middleware such as FastAPIInstrumentor's). Make the "
+                "tenantrace middleware the outermost layer, e.g. ASGITracingMiddleware(app), or "
+                "turn the other off, e.g. FastAPI(telemetry={'tracing': False})",
+                getattr(span, "name", "?"),
+            )
+
     def traced(self, manager: TelemetryManager, path: str, ctx: Context) -> bool:
         return (
             manager.is_enabled_for(self.level)
@@ -306,6 +342,11 @@ def _asgi_address(value: object) -> tuple[str | None, int | None]:
     return None, None
 
 
+def _fastapi_span_started(scope: Mapping[str, Any]) -> bool:
+    """Whether FastAPI's native telemetry started its own span for this request."""
+    return getattr(scope.get(FASTAPI_TELEMETRY_SCOPE_KEY), "span", None) is not None
+
+
 def _starlette_route(scope: Mapping[str, Any]) -> str | None:
     """The route template Starlette / FastAPI store in the scope once routing matched."""
     path = getattr(scope.get("route"), "path", None)
@@ -329,6 +370,13 @@ class ASGITracingMiddleware:
     ``capture_request_headers`` names headers to record (never authorization
     or cookies). Spans have ``level`` BASIC by default: the request span is
     the root of everything else. Non-HTTP scopes pass through.
+
+    Unless ``fastapi_telemetry`` is True, each HTTP scope gets the
+    ``"fastapi.telemetry"`` key, so that FastAPI's native telemetry (0.165+)
+    leaves the request to this middleware: otherwise FastAPI would replace the
+    context made current here (the handler would lose the tenant) and start a
+    second SERVER span outside the tenant. ``fastapi_telemetry=True`` keeps
+    FastAPI's metrics and logs, and needs ``FastAPI(telemetry={"tracing": False})``.
     """
 
     def __init__(
@@ -341,8 +389,10 @@ class ASGITracingMiddleware:
         excluded_paths: Iterable[str] = (),
         capture_request_headers: Iterable[str] = (),
         level: TelemetryLevel = TelemetryLevel.BASIC,
+        fastapi_telemetry: bool = False,
     ) -> None:
         self.app = app
+        self.fastapi_telemetry = fastapi_telemetry
         self._options = _Common(
             trust=trust,
             tenant_resolver=tenant_resolver,
@@ -362,21 +412,39 @@ class ASGITracingMiddleware:
             manager = get_telemetry_manager()
             path = str(scope.get("path") or "/")
             traced = options.traced(manager, path, ctx)
+            options.warn_if_traced_outside(manager)
         except Exception as exc:  # never fail a request because of telemetry
             _logger.debug("tenantrace: ASGI context extraction failed (%r)", exc)
             await self.app(scope, receive, send)
             return
+        # Present already: a FastAPI app outside this middleware handles it.
+        # Else marked for excluded and untraced requests too: FastAPI would
+        # still replace the caller's context the middleware hands the application.
+        unclaimed = FASTAPI_TELEMETRY_SCOPE_KEY not in scope
+        marked = unclaimed and not self.fastapi_telemetry
+        if marked:
+            scope[FASTAPI_TELEMETRY_SCOPE_KEY] = None
         token = otel_context.attach(ctx)
         try:
             if traced:
-                await self._traced(manager, scope, receive, send, ctx)
+                watch = unclaimed and self.fastapi_telemetry
+                await self._traced(manager, scope, receive, send, ctx, watch_fastapi=watch)
             else:
                 await self.app(scope, receive, send)
         finally:
             otel_context.detach(token)
+            if marked:
+                scope.pop(FASTAPI_TELEMETRY_SCOPE_KEY, None)
 
     async def _traced(
-        self, manager: TelemetryManager, scope: Scope, receive: Receive, send: Send, ctx: Context
+        self,
+        manager: TelemetryManager,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        ctx: Context,
+        *,
+        watch_fastapi: bool,
     ) -> None:
         options = self._options
         try:
@@ -393,6 +461,14 @@ class ASGITracingMiddleware:
                 code = message.get("status")
                 if isinstance(code, int):
                     status.append(code)
+                if watch_fastapi and _fastapi_span_started(scope):
+                    manager.warn_once(
+                        "api.fastapi_span",
+                        "tenantrace: FastAPI's native tracing started a second SERVER span "
+                        "under ASGITracingMiddleware(fastapi_telemetry=True), outside the tenant, "
+                        "and the handler runs in FastAPI's context, without it: pass "
+                        "telemetry={'tracing': False} to FastAPI(), or drop fastapi_telemetry=True",
+                    )
             await send(message)
 
         token = activate_span(span, tenant)
@@ -521,6 +597,7 @@ class WSGITracingMiddleware:
             manager = get_telemetry_manager()
             path = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", "") or "/")
             traced = options.traced(manager, path, ctx)
+            options.warn_if_traced_outside(manager)
             request = self._request(environ, path) if traced else None
             started = options.start(manager, request, ctx) if request is not None else None
         except Exception as exc:  # never fail a request because of telemetry
