@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tenantrace.instrumentation.config import BatchExportConfig, TelemetryConfig
 from tenantrace.instrumentation.manager import TelemetryManager, install_manager
+from tenantrace.instrumentation.routing import install_routing_provider
 
 __all__ = ["CapturedSpan", "SpanCapture", "capture_spans", "tenantrace_spans"]
 
@@ -101,7 +102,13 @@ class SpanCapture:
 
 @contextmanager
 def capture_spans(config: TelemetryConfig | None = None) -> Iterator[SpanCapture]:
-    """Route all tenantrace spans of the block to memory, synchronously exported."""
+    """Route every span of the block to memory, synchronously exported.
+
+    Spans of third-party tracers (``trace.get_tracer(...)``, auto-instrumented
+    libraries) are captured too: the routing provider is made the global
+    OpenTelemetry provider, unless another SDK provider already is (a warning
+    says so; OpenTelemetry lets the global provider be set only once).
+    """
     exporter = InMemorySpanExporter()
     base = config or TelemetryConfig(exporter_type="memory")
     config = base.with_overrides(
@@ -113,6 +120,7 @@ def capture_spans(config: TelemetryConfig | None = None) -> Iterator[SpanCapture
     )
     manager = TelemetryManager(config, exporter=exporter)
     previous = install_manager(manager)
+    install_routing_provider()  # follows the process-wide manager: this one, in the block
     try:
         yield SpanCapture(manager, exporter)
     finally:

@@ -17,9 +17,10 @@ import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
-from typing import Any, Literal
+from functools import lru_cache
+from typing import Any, Final, Literal
 
-from tenantrace.instrumentation.tenants import validate_tenant_id
+from tenantrace.instrumentation.tenants import is_valid_tenant_id, validate_tenant_id
 
 __all__ = [
     "BatchExportConfig",
@@ -33,9 +34,11 @@ _logger = logging.getLogger(__name__)
 
 ExporterType = Literal["otlp", "console", "memory", "none"]
 OtlpProtocol = Literal["grpc", "http/protobuf"]
+CrossTenantTraces = Literal["split", "keep"]
 
 _EXPORTERS: tuple[str, ...] = ("otlp", "console", "memory", "none")
 _PROTOCOLS: tuple[str, ...] = ("grpc", "http/protobuf")
+_CROSS_TENANT: tuple[str, ...] = ("split", "keep")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -140,6 +143,24 @@ class TelemetryConfig:
     tenant_service_template: str = "cogniverse-{tenant_id}-{service}"
     default_tenant_id: str = "default"
     max_cached_tenants: int = 100
+    # One trace, one tenant: "split" starts a span whose parent is another
+    # tenant's (or an untrusted remote parent) as a new trace linked to it.
+    # "keep" keeps traces whole, for a backend where one operator sees every
+    # tenant; Phoenix would then file a whole trace in one tenant's project.
+    cross_tenant_traces: CrossTenantTraces = "split"
+
+    # Who may pick the tenant from an inbound carrier (the process trust policy,
+    # unless propagation.set_default_trust_policy() sets another):
+    # trust_tenant_claims=True honours any valid claim (an internal hop);
+    # trusted_tenants honours claims of these tenants only; tenant_header names
+    # a header that a trusted gateway sets to the request's tenant.
+    trust_tenant_claims: bool = False
+    trusted_tenants: tuple[str, ...] = ()
+    tenant_header: str | None = None
+    # Where outbound baggage (the tenant included) may go (the process egress
+    # policy, unless propagation.set_egress_policy() sets another).
+    egress_allowed_hosts: tuple[str, ...] = ()
+    baggage_without_url: bool = True
 
     # Batch export settings
     batch_config: BatchExportConfig = field(default_factory=BatchExportConfig)
@@ -178,7 +199,21 @@ class TelemetryConfig:
         _check_template(
             self.tenant_service_template, "tenant_service_template", ("tenant_id", "service")
         )
+        _check_injective(self.tenant_project_template, self.tenant_service_template)
         validate_tenant_id(self.default_tenant_id)
+        _require(
+            self.cross_tenant_traces in _CROSS_TENANT,
+            f"cross_tenant_traces must be one of {_CROSS_TENANT}, got {self.cross_tenant_traces!r}",
+        )
+        self.trusted_tenants = tuple(
+            validate_tenant_id(t, what="trusted tenant") for t in self.trusted_tenants
+        )
+        self.egress_allowed_hosts = tuple(self.egress_allowed_hosts)
+        header = self.tenant_header
+        _require(
+            header is None or _HEADER_NAME.fullmatch(header) is not None,
+            f"tenant_header must be a header name, got {self.tenant_header!r}",
+        )
         _require(
             self.max_cached_tenants > 0,
             f"max_cached_tenants must be > 0, got {self.max_cached_tenants}",
@@ -219,9 +254,13 @@ class TelemetryConfig:
         """
         tenant = validate_tenant_id(tenant_id)
         if service is None:
-            return self.tenant_project_template.format(tenant_id=tenant)
+            escape = _escaper(self.tenant_service_template)
+            return self.tenant_project_template.format(tenant_id=tenant.translate(escape))
         validate_tenant_id(service, what="service/project name")
-        return self.tenant_service_template.format(tenant_id=tenant, service=service)
+        escape = _escaper(self.tenant_service_template)
+        return self.tenant_service_template.format(
+            tenant_id=tenant, service=service.translate(escape)
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **explicit: Any) -> TelemetryConfig:
@@ -231,7 +270,9 @@ class TelemetryConfig:
         ``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTLP_ENDPOINT``,
         ``OTEL_EXPORTER_OTLP_PROTOCOL``, ``OTEL_TRACES_EXPORTER``,
         ``OTEL_EXPORTER_TYPE``, ``TELEMETRY_LEVEL``, ``TELEMETRY_SYNC_EXPORT``,
-        ``TELEMETRY_ENVIRONMENT`` and ``OTEL_BSP_*``.
+        ``TELEMETRY_ENVIRONMENT``, ``OTEL_BSP_*`` and the ``TENANTRACE_*``
+        variables of tenancy (templates, default tenant, trust, tenant header,
+        egress, cross-tenant traces; docs/configuration.md lists them).
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = _config_from_env(env)
@@ -249,6 +290,54 @@ class TelemetryConfig:
     def with_overrides(self, **changes: Any) -> TelemetryConfig:
         """A validated copy with ``changes`` applied."""
         return replace(self, **changes)
+
+
+# Project names must be injective: ("acme", service "prod") and tenant
+# "acme-prod" must not share "cogniverse-acme-prod". Tenant ids and services
+# may hold the punctuation the service template uses as separators, so those
+# characters are escaped, each to a character no id can hold, in the tenant of
+# a tenant-only project and in the service of a service project. The service
+# project keeps its tenant as is ("cogniverse-tenant-123-video", as the seeds
+# name it); the tenant-only project of a tenant with a separator in its id is
+# the one that reads differently ("cogniverse-acme~prod").
+_ESCAPES: Final = {"-": "~", ".": "!", "_": "*", "@": "$"}
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}")
+
+
+@lru_cache(maxsize=16)
+def _escaper(service_template: str) -> dict[int, str]:
+    literal = "".join(text for text, _, _, _ in string.Formatter().parse(service_template))
+    return str.maketrans({c: e for c, e in _ESCAPES.items() if c in literal})
+
+
+# Ids that between them hit every way two templates can collide: separators at
+# either end, doubled, and each escape's own character class.
+_PROBE_IDS: Final = ("a", "b", "ab", "a-b", "a.b", "a_b", "a@b", "a-b-c", "a--b", "-a", "a-", "1")
+
+
+@lru_cache(maxsize=16)
+def _check_injective(project_template: str, service_template: str) -> None:
+    """Refuse templates that give two (tenant, service) pairs one project name."""
+    _check_template(project_template, "tenant_project_template", ("tenant_id",))
+    _check_template(service_template, "tenant_service_template", ("tenant_id", "service"))
+    escape = _escaper(service_template)
+    seen: dict[str, tuple[str, str | None]] = {}
+    for tenant in _PROBE_IDS:
+        pairs: list[tuple[str, str | None]] = [(tenant, None)]
+        pairs += [(tenant, service) for service in _PROBE_IDS]
+        for pair in pairs:
+            t, service = pair
+            if service is None:
+                name = project_template.format(tenant_id=t.translate(escape))
+            else:
+                name = service_template.format(tenant_id=t, service=service.translate(escape))
+            other = seen.setdefault(name, pair)
+            _require(
+                other == pair,
+                f"tenant_project_template {project_template!r} and tenant_service_template "
+                f"{service_template!r} give {other} and {pair} the same project {name!r}; "
+                "put a separator (such as '-') between {tenant_id} and {service}",
+            )
 
 
 def _check_template(template: str, name: str, allowed: tuple[str, ...]) -> None:
@@ -335,7 +424,79 @@ def _config_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     exporter = _exporter_from_env(env)
     if exporter is not None:
         values["exporter_type"] = exporter
+    values.update(_tenancy_from_env(env))
     return values
+
+
+def _env_list(env: Mapping[str, str], name: str) -> tuple[str, ...] | None:
+    raw = env.get(name)
+    if raw is None:
+        return None
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _tenancy_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """The ``TENANTRACE_*`` variables: everything about tenants a zero-code setup needs."""
+    values: dict[str, Any] = {}
+    for variable, name in (
+        ("TENANTRACE_PROJECT_TEMPLATE", "tenant_project_template"),
+        ("TENANTRACE_SERVICE_TEMPLATE", "tenant_service_template"),
+        ("TENANTRACE_DEFAULT_TENANT", "default_tenant_id"),
+        ("TENANTRACE_TENANT_HEADER", "tenant_header"),
+    ):
+        raw = env.get(variable, "").strip()
+        if raw:
+            values[name] = raw
+    if "tenant_project_template" in values or "tenant_service_template" in values:
+        try:
+            _check_injective(
+                values.get("tenant_project_template", TelemetryConfig.tenant_project_template),
+                values.get("tenant_service_template", TelemetryConfig.tenant_service_template),
+            )
+        except ValueError as exc:
+            _warn_once("TENANTRACE_PROJECT_TEMPLATE", str(exc), "injective templates")
+            values.pop("tenant_project_template", None)
+            values.pop("tenant_service_template", None)
+    if "default_tenant_id" in values and not is_valid_tenant_id(values["default_tenant_id"]):
+        _warn_once("TENANTRACE_DEFAULT_TENANT", values.pop("default_tenant_id"), "a tenant id")
+    header = values.get("tenant_header")
+    if header is not None and _HEADER_NAME.fullmatch(header) is None:
+        _warn_once("TENANTRACE_TENANT_HEADER", values.pop("tenant_header"), "a header name")
+    cached = _env_int(env, "TENANTRACE_MAX_CACHED_TENANTS", 1)
+    if cached is not None:
+        values["max_cached_tenants"] = cached
+    cross = env.get("TENANTRACE_CROSS_TENANT_TRACES")
+    if cross is not None:
+        if cross.strip().lower() in _CROSS_TENANT:
+            values["cross_tenant_traces"] = cross.strip().lower()
+        else:
+            _warn_once("TENANTRACE_CROSS_TENANT_TRACES", cross, "split or keep")
+    values.update(_trust_from_env(env))
+    hosts = _env_list(env, "TENANTRACE_EGRESS_ALLOWED_HOSTS")
+    if hosts is not None:
+        values["egress_allowed_hosts"] = hosts
+    without_url = _env_bool(env, "TENANTRACE_BAGGAGE_WITHOUT_URL")
+    if without_url is not None:
+        values["baggage_without_url"] = without_url
+    return values
+
+
+def _trust_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    # TENANTRACE_TRUST_TENANT_CLAIMS: "none" (the default), "all" (an internal
+    # hop: any valid claim), or a comma-separated list of tenants that may be claimed.
+    raw = env.get("TENANTRACE_TRUST_TENANT_CLAIMS")
+    if raw is None:
+        return {}
+    value = raw.strip().lower()
+    if value in ("none", ""):
+        return {"trust_tenant_claims": False, "trusted_tenants": ()}
+    if value == "all":
+        return {"trust_tenant_claims": True}
+    tenants = _env_list(env, "TENANTRACE_TRUST_TENANT_CLAIMS") or ()
+    if all(is_valid_tenant_id(t) for t in tenants):
+        return {"trusted_tenants": tenants}
+    _warn_once("TENANTRACE_TRUST_TENANT_CLAIMS", raw, "none, all or a list of tenant ids")
+    return {}
 
 
 def _exporter_from_env(env: Mapping[str, str]) -> str | None:

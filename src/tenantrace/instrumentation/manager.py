@@ -9,6 +9,7 @@ span, is counted, and is logged once.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import threading
@@ -34,9 +35,15 @@ from tenantrace.instrumentation.providers import TenantRegistry, TenantTracerPro
 from tenantrace.instrumentation.scrubbing import Scrubber
 from tenantrace.instrumentation.sessions import SessionSpanScope, using_session
 from tenantrace.instrumentation.spans import NOOP_SCOPE, NoOpScope, SpanScope, name_tenant
-from tenantrace.instrumentation.tenants import TENANT_CONTEXT_KEY
+from tenantrace.instrumentation.tenants import current_tenant, with_tenant
 
-__all__ = ["TelemetryManager", "get_telemetry_manager", "init_telemetry", "install_manager"]
+__all__ = [
+    "TelemetryManager",
+    "get_telemetry_manager",
+    "init_telemetry",
+    "install_manager",
+    "on_install_global",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -188,11 +195,11 @@ class TelemetryManager:
         return self._exporter or NullSpanExporter()
 
     def resolve_tenant(self, tenant_id: str | None = None, context: Context | None = None) -> str:
-        """explicit > ``tenant_scope()`` / trusted carrier > ``config.default_tenant_id``."""
+        """explicit > the context's (scope, trusted carrier or parent span) > the default."""
         if tenant_id is not None:
             return tenant_id
-        value = otel_context.get_value(TENANT_CONTEXT_KEY, context)
-        return value if isinstance(value, str) else self._default_tenant
+        value = current_tenant(context)
+        return self._default_tenant if value is None else value
 
     def provider_for(
         self, tenant_id: str | None = None, project_name: str | None = None
@@ -219,8 +226,7 @@ class TelemetryManager:
         if registry is None:
             return None
         if tenant_id is None:
-            value = otel_context.get_value(TENANT_CONTEXT_KEY, context)
-            tenant_id = value if isinstance(value, str) else self._default_tenant
+            tenant_id = current_tenant(context) or self._default_tenant
         try:
             return registry.get(tenant_id, project_name).get_tracer(scope)
         except ValueError:
@@ -245,13 +251,11 @@ class TelemetryManager:
         scope: str = INSTRUMENTATION_SCOPE,
     ) -> Span:
         """Start (not activate) a span for the tenant; ``INVALID_SPAN`` when off or failing."""
-        tracer = self.tracer_for(tenant_id, project_name, scope, context)
+        parent = otel_context.get_current() if context is None else context
+        tenant, parent = self._tenant_and_parent(tenant_id, parent)
+        tracer = self.tracer_for(tenant, project_name, scope, parent)
         if tracer is None:
             return INVALID_SPAN
-        parent = otel_context.get_current() if context is None else context
-        tenant = self.resolve_tenant(tenant_id, parent)
-        if parent.get(TENANT_CONTEXT_KEY) != tenant:  # for the sampler, as in span()
-            parent = otel_context.set_value(TENANT_CONTEXT_KEY, tenant, parent)
         try:
             span = tracer.start_span(
                 name, context=parent, kind=kind, attributes=attributes, links=links
@@ -262,6 +266,19 @@ class TelemetryManager:
         name_tenant(span, tenant)
         self.spans_started += 1
         return span
+
+    def _tenant_and_parent(self, tenant_id: str | None, parent: Context) -> tuple[str, Context]:
+        """The tenant of a span starting under ``parent``, and the context to start it in.
+
+        An explicit tenant other than the parent's goes into the context before
+        the span starts: a sampler reads it with ``current_tenant(parent_context)``.
+        """
+        found = current_tenant(parent)
+        if tenant_id is None:
+            return (self._default_tenant if found is None else found), parent
+        if found != tenant_id:
+            parent = with_tenant(tenant_id, parent)
+        return tenant_id, parent
 
     def span(
         self,
@@ -295,15 +312,12 @@ class TelemetryManager:
 
         def start() -> tuple[Span, Context] | None:
             current = otel_context.get_current()
-            parent = current if context is None else context
-            tenant = self.resolve_tenant(tenant_id, parent)
+            tenant, parent = self._tenant_and_parent(
+                tenant_id, current if context is None else context
+            )
             active = tracer or self.tracer_for(tenant, project_name, INSTRUMENTATION_SCOPE, parent)
             if active is None:
                 return None
-            # The tenant is in the context before the span starts: a sampler reads it
-            # with current_tenant(parent_context), and the children inherit it.
-            if parent.get(TENANT_CONTEXT_KEY) != tenant:
-                parent = otel_context.set_value(TENANT_CONTEXT_KEY, tenant, parent)
             try:
                 span = active.start_span(name, parent, kind, attributes, links)
             except Exception as exc:
@@ -315,8 +329,8 @@ class TelemetryManager:
                 return span, parent
             # As start_as_current_span(context=...): the span becomes current in the
             # caller's context (with the span's tenant), not in the one it was given.
-            if current.get(TENANT_CONTEXT_KEY) != tenant:
-                current = otel_context.set_value(TENANT_CONTEXT_KEY, tenant, current)
+            if current_tenant(current) != tenant:
+                current = with_tenant(tenant, current)
             return span, current
 
         return SpanScope(start, record_exception=record_exception)
@@ -509,6 +523,27 @@ def install_manager(manager: TelemetryManager | None) -> TelemetryManager | None
     return old
 
 
+# What init_telemetry(install_global=True) installs besides the routing provider,
+# as "module:function" names: the tenant-aware global propagator lives in
+# tenantrace.propagation, a layer above this one, which the package registers.
+_GLOBAL_INSTALLERS: list[str] = []
+
+
+def on_install_global(installer: str) -> None:
+    """Call ``"module:function"`` whenever ``init_telemetry(install_global=True)`` runs."""
+    if installer not in _GLOBAL_INSTALLERS:
+        _GLOBAL_INSTALLERS.append(installer)
+
+
+def _run_global_installers() -> None:
+    for installer in tuple(_GLOBAL_INSTALLERS):
+        module, _, function = installer.partition(":")
+        try:
+            getattr(importlib.import_module(module), function)()
+        except Exception as exc:
+            _logger.warning("tenantrace: %s failed (%r)", installer, exc)
+
+
 def init_telemetry(
     config: TelemetryConfig | None = None,
     sampler: Sampler | None = None,
@@ -520,13 +555,16 @@ def init_telemetry(
     The previous manager, if any, is flushed and shut down. With
     ``install_global`` a ``TenantRoutingTracerProvider`` becomes the global
     OpenTelemetry provider (unless another SDK provider is already set), so
-    auto-instrumented libraries are routed by tenant too.
+    auto-instrumented libraries are routed by tenant too, and the tenant-aware
+    propagator becomes the global propagator (their extract and inject apply
+    the trust and egress policies).
     """
     manager = _create_manager(config or TelemetryConfig.from_env(), sampler)
     if install_global:
         from tenantrace.instrumentation.routing import install_routing_provider
 
         install_routing_provider()
+        _run_global_installers()
     return manager
 
 

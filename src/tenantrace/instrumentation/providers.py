@@ -6,6 +6,15 @@ objects that share the sampler, id generator and span limits, and a
 SDK's own ``TracerProvider`` registers an ``atexit`` and an ``at_fork`` hook per
 instance that can never be removed, which would grow without bound as tenants
 churn through the LRU; this provider registers nothing.
+
+One trace, one tenant. Backends file traces per project (Phoenix stores a
+whole trace in the project of its first span), so a trace holding two tenants'
+spans shows one tenant's spans in the other's project. A ``TenantTracer``
+therefore starts a span whose parent belongs to another tenant (or to no
+tenant: a remote parent whose claim was not trusted) as the root of a new
+trace, linked to that parent. Every span start goes through it, whoever calls:
+the manager, the routing tracer of auto-instrumented libraries, or code holding
+a provider's tracer.
 """
 
 from __future__ import annotations
@@ -14,21 +23,35 @@ import logging
 import threading
 import warnings
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Final
 
 from opentelemetry import trace as trace_api
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits, Tracer
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationInfo, InstrumentationScope
+from opentelemetry.trace import INVALID_SPAN, Link, NonRecordingSpan, SpanKind
 from opentelemetry.util.types import Attributes
 
 from tenantrace.instrumentation.config import TelemetryConfig
 from tenantrace.instrumentation.pipeline import ExportPipeline, TenantSpanProcessor
-from tenantrace.instrumentation.tenants import TENANT_ID_ATTRIBUTE
+from tenantrace.instrumentation.tenants import (
+    TENANT_ID_ATTRIBUTE,
+    TenantNonRecordingSpan,
+    span_tenant,
+)
 
-__all__ = ["ProviderKey", "TenantRegistry", "TenantTracerProvider"]
+__all__ = [
+    "BOUNDARY_LINK_ATTRIBUTES",
+    "ProviderKey",
+    "TenantRegistry",
+    "TenantResource",
+    "TenantTracer",
+    "TenantTracerProvider",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -38,6 +61,58 @@ PROJECT_NAME_ATTRIBUTE: Final = "openinference.project.name"
 MAX_SCOPES_PER_PROVIDER: Final = 256
 
 ProviderKey = tuple[str, str | None]
+
+BOUNDARY_LINK_ATTRIBUTES: Final = {"tenantrace.link": "parent"}
+"""On the link from a new trace's root to the parent across a tenant boundary.
+
+It says why the link exists, and names no tenant: the parent's tenant is
+another tenant's business."""
+
+
+class TenantResource(Resource):
+    """A provider's Resource that knows its tenant without a lookup (see ``span_tenant``)."""
+
+    def __init__(self, resource: Resource, tenant_id: str) -> None:
+        super().__init__(resource.attributes, resource.schema_url)
+        self.tenant_id = tenant_id
+
+
+class TenantTracer(Tracer):
+    """An SDK tracer of one tenant that keeps that tenant's spans out of other tenants' traces."""
+
+    tenant_id: str = ""
+    split_traces: bool = True
+
+    def start_span(  # noqa: PLR0917 - signature fixed by opentelemetry.trace.Tracer
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = (),
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> trace_api.Span:
+        if self.split_traces:
+            parent = trace_api.get_current_span(context)
+            parent_context = parent.get_span_context()
+            if parent_context.is_valid and span_tenant(parent) != self.tenant_id:
+                context = trace_api.set_span_in_context(INVALID_SPAN, context)
+                links = [Link(parent_context, BOUNDARY_LINK_ATTRIBUTES), *(links or ())]
+        span = super().start_span(
+            name,
+            context,
+            kind,
+            attributes,
+            links,
+            start_time,
+            record_exception,
+            set_status_on_exception,
+        )
+        if type(span) is NonRecordingSpan:  # sampled out: its children stay in its trace
+            return TenantNonRecordingSpan(span.get_span_context(), self.tenant_id)
+        return span
 
 
 class TenantTracerProvider(trace_api.TracerProvider):
@@ -53,15 +128,17 @@ class TenantTracerProvider(trace_api.TracerProvider):
         sampler: Sampler,
         span_limits: SpanLimits,
         id_generator: IdGenerator,
+        split_traces: bool = True,
     ) -> None:
         self.tenant_id = tenant_id
+        self._split_traces = split_traces
         self.project_name = project_name
         self.resource = resource
         self._processor = processor
         self._sampler = sampler
         self._span_limits = span_limits
         self._id_generator = id_generator
-        self._tracers: dict[str, Tracer] = {}
+        self._tracers: dict[str, TenantTracer] = {}
         self._lock = threading.Lock()
 
     def get_tracer(
@@ -70,7 +147,7 @@ class TenantTracerProvider(trace_api.TracerProvider):
         instrumenting_library_version: str | None = None,
         schema_url: str | None = None,
         attributes: Attributes | None = None,
-    ) -> Tracer:
+    ) -> TenantTracer:
         if not instrumenting_library_version and not schema_url and not attributes:
             tracer = self._tracers.get(instrumenting_module_name)
             if tracer is not None:
@@ -92,7 +169,7 @@ class TenantTracerProvider(trace_api.TracerProvider):
         attributes: Attributes | None,
         *,
         cache: bool,
-    ) -> Tracer:
+    ) -> TenantTracer:
         with self._lock:
             if cache and name in self._tracers:
                 return self._tracers[name]
@@ -100,7 +177,7 @@ class TenantTracerProvider(trace_api.TracerProvider):
                 # The SDK's Tracer still takes the deprecated InstrumentationInfo.
                 warnings.simplefilter("ignore", DeprecationWarning)
                 info = InstrumentationInfo(name, version, schema_url)
-            tracer = Tracer(
+            tracer = TenantTracer(
                 self._sampler,
                 self.resource,
                 self._processor,  # type: ignore[arg-type]  # any SpanProcessor works here
@@ -109,6 +186,8 @@ class TenantTracerProvider(trace_api.TracerProvider):
                 self._span_limits,
                 InstrumentationScope(name, version, schema_url, attributes),
             )
+            tracer.tenant_id = self.tenant_id
+            tracer.split_traces = self._split_traces
             if cache and len(self._tracers) < MAX_SCOPES_PER_PROVIDER:
                 self._tracers[name] = tracer
             return tracer
@@ -179,6 +258,7 @@ class TenantRegistry:
                 sampler=self._sampler,
                 span_limits=self._span_limits,
                 id_generator=self._id_generator,
+                split_traces=self._config.cross_tenant_traces == "split",
             )
             self._providers[key] = provider
             self.providers_created += 1
@@ -189,8 +269,8 @@ class TenantRegistry:
                 self.evictions += 1
             return provider
 
-    def _resource_for(self, tenant_id: str, project_name: str) -> Resource:
-        return self._base_resource.merge(
+    def _resource_for(self, tenant_id: str, project_name: str) -> TenantResource:
+        merged = self._base_resource.merge(
             Resource(
                 {
                     PROJECT_NAME_ATTRIBUTE: project_name,
@@ -198,6 +278,7 @@ class TenantRegistry:
                 }
             )
         )
+        return TenantResource(merged, tenant_id)
 
     def tenants(self) -> list[ProviderKey]:
         return list(self._providers)

@@ -20,7 +20,7 @@ from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind
 from opentelemetry.util._decorator import _agnosticcontextmanager
 from opentelemetry.util.types import Attributes
 
-from tenantrace.instrumentation.tenants import TENANT_CONTEXT_KEY
+from tenantrace.instrumentation.tenants import TENANT_CONTEXT_KEY, current_tenant, with_tenant
 
 if TYPE_CHECKING:
     from tenantrace.instrumentation.manager import TelemetryManager
@@ -103,10 +103,10 @@ class RoutingTracer(trace_api.Tracer):
         )
         # The span's tenant came from ``context``: make it current for the
         # children too, or they would fall back to the ambient tenant.
-        tenant = context.get(TENANT_CONTEXT_KEY) if context is not None else None
+        tenant = current_tenant(context) if context is not None else None
         token = None
-        if isinstance(tenant, str) and otel_context.get_value(TENANT_CONTEXT_KEY) != tenant:
-            token = otel_context.attach(otel_context.set_value(TENANT_CONTEXT_KEY, tenant))
+        if tenant is not None and otel_context.get_value(TENANT_CONTEXT_KEY) != tenant:
+            token = otel_context.attach(with_tenant(tenant))
         try:
             with trace_api.use_span(
                 span,

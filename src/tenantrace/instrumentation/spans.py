@@ -20,7 +20,11 @@ from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN, Span, Status, StatusCode
 
 from tenantrace.instrumentation._attached import AsyncWithFromSync
-from tenantrace.instrumentation.tenants import TENANT_CONTEXT_KEY, TENANT_ID_ATTRIBUTE
+from tenantrace.instrumentation.tenants import (
+    TENANT_CONTEXT_KEY,
+    TENANT_ID_ATTRIBUTE,
+    with_tenant,
+)
 
 __all__ = [
     "NOOP_SCOPE",
@@ -127,7 +131,7 @@ def activate_span(span: Span, tenant_id: str | None = None) -> object:
     """
     ctx = otel_context.get_current()
     if tenant_id is not None and ctx.get(TENANT_CONTEXT_KEY) != tenant_id:
-        ctx = otel_context.set_value(TENANT_CONTEXT_KEY, tenant_id, ctx)
+        ctx = with_tenant(tenant_id, ctx)
     return otel_context.attach(trace_api.set_span_in_context(span, ctx))
 
 

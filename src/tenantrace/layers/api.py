@@ -54,7 +54,7 @@ from tenantrace.instrumentation.manager import (
 )
 from tenantrace.instrumentation.scrubbing import Scrubber
 from tenantrace.instrumentation.spans import activate_span, end_span_with
-from tenantrace.instrumentation.tenants import TENANT_CONTEXT_KEY, is_valid_tenant_id
+from tenantrace.instrumentation.tenants import is_valid_tenant_id, with_tenant
 
 if TYPE_CHECKING:
     from tenantrace.propagation.trust import TrustArg
@@ -275,7 +275,7 @@ class _Common:
             return ctx
         # The application's own decision (e.g. the authenticated principal)
         # outranks anything the carrier claimed.
-        return otel_context.set_value(TENANT_CONTEXT_KEY, tenant, ctx)
+        return with_tenant(tenant, ctx)
 
     def warn_if_traced_outside(self, manager: TelemetryManager) -> None:
         """Warn once when another layer opened this request's SERVER span before the middleware.

@@ -8,6 +8,7 @@
 - Background work: ``create_carrier_from_span``, ``submit_in_context``,
   ``create_task_in_context``, ``bind_context``, ``get_trace_id``
 - Formats: ``configure_propagators`` (W3C Trace Context, W3C Baggage, B3; ``OTEL_PROPAGATORS``)
+- Auto-instrumentation: ``TenantPropagator``, the tenant-aware global propagator
 """
 
 from tenantrace.instrumentation.tenants import current_tenant, tenant_scope
@@ -40,6 +41,7 @@ from tenantrace.propagation.messages import (
     extract_context_from_dict,
     propagate_context_to_dict,
 )
+from tenantrace.propagation.propagator import TenantPropagator, install_tenant_propagator
 from tenantrace.propagation.propagators import configure_propagators
 from tenantrace.propagation.trust import (
     REJECT_ALL,
@@ -60,6 +62,7 @@ __all__ = [
     "BackgroundMode",
     "EgressPolicy",
     "SpanCarrier",
+    "TenantPropagator",
     "TenantTrustPolicy",
     "attach_trace_context",
     "baggage_scope",
@@ -78,6 +81,7 @@ __all__ = [
     "get_span_id",
     "get_trace_id",
     "inject_trace_context",
+    "install_tenant_propagator",
     "link_spans",
     "message_span",
     "propagate_context_to_dict",

@@ -30,6 +30,7 @@ __all__ = [
     "SpanCarrier",
     "collect_fields",
     "header_view",
+    "is_wsgi_environ",
     "lowered_names",
 ]
 
@@ -102,20 +103,36 @@ def _name(key: object) -> str | None:
     text = _text(key)
     if text is None or not text.isascii():
         return None
-    if text.startswith(_WSGI_PREFIX):  # WSGI environ: HTTP_X_B3_TRACEID -> x-b3-traceid
-        return text[len(_WSGI_PREFIX) :].replace("_", "-").lower()
     return text.lower()
 
 
-def _values(value: object, depth: int = 0) -> Iterator[str | None]:
+def _environ_name(key: object) -> str | None:
+    """A WSGI environ's header name: ``HTTP_X_B3_TRACEID`` -> ``x-b3-traceid``; other keys
+    (``CONTENT_TYPE``, ``wsgi.input``, a ``traceparent`` key) are not request headers."""
+    if not isinstance(key, str) or not key.startswith(_WSGI_PREFIX) or not key.isascii():
+        return None
+    return key[len(_WSGI_PREFIX) :].replace("_", "-").lower()
+
+
+def is_wsgi_environ(headers: object) -> bool:
+    """True for a WSGI environ (PEP 3333 requires ``wsgi.version``): only there is
+    ``HTTP_X_NAME`` the header ``x-name``. In any other carrier it is a header of that
+    very name, which a client may send to pass for another header."""
+    try:
+        return isinstance(headers, Mapping) and "wsgi.version" in headers
+    except Exception:  # a hostile Mapping
+        return False
+
+
+def _values(value: object, depth: int = 0, *, bounded: bool = True) -> Iterator[str | None]:
     """The text values of one header; None stands for one too long to look at."""
     text = _text(value)
     if text is not None:
-        yield text if len(text) <= MAX_HEADER_VALUE_CHARS else None
+        yield text if not bounded or len(text) <= MAX_HEADER_VALUE_CHARS else None
         return
     if depth < _MAX_DEPTH and isinstance(value, list | tuple):
-        for item in value[: MAX_VALUES_PER_HEADER + 1]:
-            yield from _values(item, depth + 1)
+        for item in value[: MAX_VALUES_PER_HEADER + 1] if bounded else value:
+            yield from _values(item, depth + 1, bounded=bounded)
 
 
 def _items(headers: object) -> Iterable[Any]:
@@ -135,31 +152,36 @@ def collect_fields(
     headers: object,
     wanted: frozenset[str] | None = PROPAGATION_FIELDS,
     on_oversize: Callable[[str], object] | None = None,
+    *,
+    bounded: bool = True,
 ) -> Fields:
     """``lowercase name -> values`` of the ``wanted`` names (all names when None).
 
     Never raises: items that are not ``(name, value)`` pairs of text or bytes
-    are skipped; values longer than any legal propagation header are skipped
-    and reported to ``on_oversize(name)``; at most ``MAX_CARRIER_ITEMS`` items
-    are looked at.
+    are skipped. ``bounded`` (for what parsers read): values longer than any
+    legal propagation header are skipped and reported to ``on_oversize(name)``,
+    at most ``MAX_CARRIER_ITEMS`` items are looked at. Unbounded, for the
+    headers a trusted gateway sets: no padding a client adds hides them (the
+    HTTP server bounds a request's headers).
     """
-    if type(headers) is dict:
+    if bounded and type(headers) is dict:
         fast = _collect_plain(headers, wanted)
         if fast is not None:
             return fast
+    name_of = _environ_name if is_wsgi_environ(headers) else _name
     fields: Fields = {}
     try:
         for index, item in enumerate(_items(headers)):
-            if index >= MAX_CARRIER_ITEMS:
+            if bounded and index >= MAX_CARRIER_ITEMS:
                 break
             if not isinstance(item, tuple | list) or len(item) != 2:
                 continue
-            name = _name(item[0])
+            name = name_of(item[0])
             if name is None or (wanted is not None and name not in wanted):
                 continue
             found = fields.setdefault(name, [])
-            for text in _values(item[1]):
-                if len(found) > MAX_VALUES_PER_HEADER:
+            for text in _values(item[1], bounded=bounded):
+                if bounded and len(found) > MAX_VALUES_PER_HEADER:
                     break  # one over the limit is kept so callers can tell it overflowed
                 if text is not None:
                     found.append(text)
@@ -250,7 +272,10 @@ def _collect_plain(headers: dict[Any, Any], wanted: frozenset[str] | None) -> Fi
 
 
 def header_view(headers: object) -> Mapping[str, str]:
-    """All headers as a read-only ``lowercase name -> value`` map, repeats joined by ``", "``."""
-    return MappingProxyType(
-        {name: ", ".join(values) for name, values in collect_fields(headers, None).items()}
-    )
+    """All headers as a read-only ``lowercase name -> value`` map, repeats joined by ``", "``.
+
+    Real header names only (``HTTP_*`` is rewritten in a WSGI environ alone),
+    and every item looked at, so no padding hides the header a gateway set.
+    """
+    fields = collect_fields(headers, None, bounded=False)
+    return MappingProxyType({name: ", ".join(values) for name, values in fields.items()})

@@ -28,7 +28,12 @@ from opentelemetry.trace import INVALID_SPAN_CONTEXT, SpanContext
 
 from tenantrace.instrumentation._attached import AttachedContext
 from tenantrace.instrumentation.manager import get_telemetry_manager
-from tenantrace.instrumentation.tenants import TENANT_CONTEXT_KEY
+from tenantrace.instrumentation.tenants import (
+    TENANT_CONTEXT_KEY,
+    TenantNonRecordingSpan,
+    current_tenant,
+    with_tenant,
+)
 from tenantrace.propagation._quiet import begin_quiet, end_quiet
 from tenantrace.propagation.baggage import TENANT_BAGGAGE_KEY
 from tenantrace.propagation.carriers import (
@@ -61,12 +66,15 @@ from tenantrace.propagation.trust import TrustArg, get_egress_policy, resolve_tr
 __all__ = [
     "attach_trace_context",
     "extract_carried",
+    "extract_fields",
     "extract_span_context",
     "extract_trace_context",
     "inject_trace_context",
 ]
 
 _GETTER: Final = CarrierGetter()
+# Where opentelemetry.baggage keeps its (insertion-ordered) dict in a Context.
+_BAGGAGE_KEY: Final = getattr(otel_baggage, "_BAGGAGE_KEY", "baggage")
 _B3_FIELDS: Final = ("b3", "x-b3-traceid", "x-b3-spanid")
 
 
@@ -158,21 +166,47 @@ def _extract_baggage(fields: Fields, ctx: Context) -> Context:
     return ctx
 
 
-def _apply_tenant(ctx: Context, headers: object, trust: TrustArg) -> Context:
+def _claimed_tenant(
+    ctx: Context, headers: object, trust: TrustArg, gateway: list[str] | None
+) -> tuple[str | None, Context]:
+    """The tenant the carrier is trusted to name, and ``ctx`` without a refused claim."""
     if isinstance(headers, SpanCarrier) and headers.tenant is not None:
         # Captured in this process by create_carrier_from_span: not a claim.
-        if ctx.get(TENANT_CONTEXT_KEY) is None:
-            ctx = otel_context.set_value(TENANT_CONTEXT_KEY, headers.tenant, ctx)
-        return ctx
+        return headers.tenant, ctx
+    policy = resolve_trust(trust)
     claimed = otel_baggage.get_baggage(TENANT_BAGGAGE_KEY, ctx)
+    vouched = policy.gateway_tenant(gateway) if gateway else None
+    if vouched is not None:
+        if claimed is not None and claimed != vouched:
+            get_telemetry_manager().record_rejected_tenant()
+            ctx = otel_baggage.set_baggage(TENANT_BAGGAGE_KEY, vouched, ctx)
+        return vouched, ctx
     if claimed is None:
-        return ctx
-    if resolve_trust(trust).accepts(claimed, lambda: header_view(headers)):
-        if ctx.get(TENANT_CONTEXT_KEY) is None:
-            ctx = otel_context.set_value(TENANT_CONTEXT_KEY, claimed, ctx)
-        return ctx
+        return None, ctx
+    if policy.accepts(claimed, lambda: header_view(headers)):
+        return str(claimed), ctx
     get_telemetry_manager().record_rejected_tenant()
-    return otel_baggage.remove_baggage(TENANT_BAGGAGE_KEY, ctx)
+    return None, otel_baggage.remove_baggage(TENANT_BAGGAGE_KEY, ctx)
+
+
+def _apply_tenant(
+    ctx: Context, headers: object, trust: TrustArg, gateway: list[str] | None = None
+) -> Context:
+    """Judge the carrier's tenant; the remote parent keeps it, the context takes it.
+
+    The remote parent span becomes a ``TenantNonRecordingSpan`` of the trusted
+    tenant, so a span of that same tenant continues its trace; under any other
+    remote parent a span starts a new trace (see ``TenantTracer``). A tenant
+    already in ``ctx`` (a local scope) stays the context's tenant.
+    """
+    tenant, ctx = _claimed_tenant(ctx, headers, trust, gateway)
+    remote = trace_api.get_current_span(ctx)
+    if tenant is not None and remote.get_span_context().is_valid:
+        remote = TenantNonRecordingSpan(remote.get_span_context(), tenant)
+        ctx = trace_api.set_span_in_context(remote, ctx)
+    local = ctx.get(TENANT_CONTEXT_KEY)
+    chosen = local if isinstance(local, str) else tenant
+    return ctx if chosen is None else with_tenant(chosen, ctx)
 
 
 def _oversize(name: str) -> None:
@@ -185,7 +219,7 @@ def _oversize(name: str) -> None:
 def _base_context(keep_local_tenant: bool = True) -> Context:
     # A fresh context (no local span, no local baggage: they are not the
     # caller's), keeping only the tenant of a local scope, which outranks carriers.
-    tenant = otel_context.get_value(TENANT_CONTEXT_KEY) if keep_local_tenant else None
+    tenant = current_tenant() if keep_local_tenant else None
     if tenant is None:
         return Context()
     return Context({TENANT_CONTEXT_KEY: tenant})
@@ -203,21 +237,45 @@ def extract_carried(headers: object, trust: TrustArg, *, keep_local_tenant: bool
         return _base_context(keep_local_tenant)
 
 
+def _gateway_values(headers: object, trust: TrustArg) -> list[str] | None:
+    name = resolve_trust(trust).tenant_header
+    if name is None:
+        return None
+    return collect_fields(headers, frozenset((name,)), bounded=False).get(name)
+
+
 def _extract(headers: object, trust: TrustArg, base: Context) -> Context:
     propagators = current_propagators()
     if not propagators.extract_trace:
         return base
     fields = collect_fields(headers, propagators.wanted, _oversize)
-    if not fields:
+    gateway = _gateway_values(headers, trust)
+    if not fields and gateway is None:
         return _apply_tenant(base, headers, trust) if isinstance(headers, SpanCarrier) else base
+    return extract_fields(fields, base, trust, headers, gateway)
+
+
+def extract_fields(
+    fields: Fields,
+    base: Context,
+    trust: TrustArg,
+    headers: object,
+    gateway: list[str] | None,
+) -> Context:
+    """The context of collected propagation ``fields`` on top of ``base``, tenant judged.
+
+    ``headers`` is what a trust validator is shown (as ``header_view`` sees
+    it); ``gateway`` the values of the trust policy's tenant header, if any.
+    """
+    propagators = current_propagators()
     token = begin_quiet()
     try:
-        ctx = _extract_trace(fields, base, propagators)
-        if propagators.extract_baggage:
+        ctx = _extract_trace(fields, base, propagators) if fields else base
+        if propagators.extract_baggage and fields:
             ctx = _extract_baggage(fields, ctx)
     finally:
         end_quiet(token)
-    return _apply_tenant(ctx, headers, trust)
+    return _apply_tenant(ctx, headers, trust, gateway)
 
 
 def extract_trace_context(headers: object, *, trust: TrustArg = None) -> Context:
@@ -281,17 +339,23 @@ class _LastTenantBaggage:
 
 
 def _with_tenant_baggage(ctx: Context) -> Context:
-    tenant = ctx.get(TENANT_CONTEXT_KEY)
-    # The configured default is the absence of a tenant, not a tenant to claim
-    # downstream (where "default" may mean another project).
-    if not isinstance(tenant, str) or tenant == get_telemetry_manager().config.default_tenant_id:
-        return ctx
+    """``ctx`` whose baggage names its tenant FIRST.
+
+    Baggage is cut at the W3C limits (8192 bytes, 180 members) member by
+    member from the end; first, no other member however large crowds the
+    tenant out. The tenant of the work (the span's, the scope's, or the default
+    tenant: a trusted callee then keeps the caller's tenant, and its trace).
+    """
     last = _LastTenantBaggage.pair
     if last is not None and last[0] is ctx:
         return last[1]
-    if otel_baggage.get_baggage(TENANT_BAGGAGE_KEY, ctx) == tenant:
+    tenant = current_tenant(ctx) or get_telemetry_manager().config.default_tenant_id
+    entries = otel_baggage.get_all(ctx)
+    if next(iter(entries), None) == TENANT_BAGGAGE_KEY and entries[TENANT_BAGGAGE_KEY] == tenant:
         return ctx
-    derived = otel_baggage.set_baggage(TENANT_BAGGAGE_KEY, tenant, ctx)
+    ordered: dict[str, object] = {TENANT_BAGGAGE_KEY: tenant}
+    ordered.update((k, v) for k, v in entries.items() if k != TENANT_BAGGAGE_KEY)
+    derived = otel_context.set_value(_BAGGAGE_KEY, ordered, ctx)
     _LastTenantBaggage.pair = (ctx, derived)
     return derived
 

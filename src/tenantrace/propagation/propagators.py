@@ -112,8 +112,12 @@ def _names_from(value: str | Sequence[str] | None) -> tuple[str, ...]:
     if value is None:
         value = os.environ.get(OTEL_PROPAGATORS, "")
     parts = value.split(",") if isinstance(value, str) else list(value)
-    names = tuple(part.strip().lower() for part in parts if part and part.strip())
-    return names or DEFAULT_PROPAGATORS
+    names: list[str] = []
+    for part in parts:
+        name = part.strip().lower() if part else ""
+        # "tenantrace" names TenantPropagator, which uses these very formats.
+        names.extend(DEFAULT_PROPAGATORS if name == "tenantrace" else (name,) if name else ())
+    return tuple(dict.fromkeys(names)) or DEFAULT_PROPAGATORS
 
 
 class _Current:

@@ -6,6 +6,9 @@ the extracted context and counted. The process default accepts no claim.
 
 Outbound: baggage, the tenant included, is written only for destinations the
 egress policy allows; toward any other host only the trace context goes out.
+
+Both default to what the process-wide ``TelemetryConfig`` says (and so to its
+``TENANTRACE_*`` environment variables) until a policy is set in code.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ from functools import lru_cache
 from typing import Final, TypeAlias
 from urllib.parse import urlsplit
 
+from tenantrace.instrumentation.config import TelemetryConfig
+from tenantrace.instrumentation.manager import get_telemetry_manager
 from tenantrace.instrumentation.tenants import is_valid_tenant_id, validate_tenant_id
+from tenantrace.propagation.limits import is_token
 
 __all__ = [
     "REJECT_ALL",
@@ -47,6 +53,10 @@ class TenantTrustPolicy:
     - ``allowed_tenants``: only these tenants may be claimed.
     - ``validator(claimed, headers)``: e.g. check the claim against the
       authenticated principal of the request.
+    - ``tenant_header``: a header that a trusted gateway sets to the request's
+      tenant (and strips from what clients send). When present with a valid
+      id (one of ``allowed_tenants``, if given) it is the tenant, whatever the
+      baggage claims; a baggage claim that disagrees is replaced.
 
     Without ``trusted``, every configured check must pass and at least one must
     be configured, so adding a check never widens what is accepted. A claim
@@ -57,8 +67,13 @@ class TenantTrustPolicy:
     trusted: bool = False
     allowed_tenants: frozenset[str] | None = None
     validator: TenantValidator | None = field(default=None, compare=False)
+    tenant_header: str | None = None
 
     def __post_init__(self) -> None:
+        if self.tenant_header is not None:
+            if not isinstance(self.tenant_header, str) or not is_token(self.tenant_header):
+                raise ValueError(f"tenant_header must be a header name, got {self.tenant_header!r}")
+            object.__setattr__(self, "tenant_header", self.tenant_header.lower())
         if self.allowed_tenants is not None:
             allowed = frozenset(
                 validate_tenant_id(t, what="allowed tenant") for t in self.allowed_tenants
@@ -80,6 +95,21 @@ class TenantTrustPolicy:
         if self.allowed_tenants is not None and claimed not in self.allowed_tenants:
             return False
         return self.validator is None or self._validated(claimed, headers)
+
+    def gateway_tenant(self, values: list[str]) -> str | None:
+        """The tenant named by the gateway's ``tenant_header`` values, if they name one.
+
+        Exactly one value: a repeated header means something other than the
+        gateway wrote one of them.
+        """
+        if len(values) != 1:
+            return None
+        tenant = values[0].strip(" \t")
+        if not is_valid_tenant_id(tenant):
+            return None
+        if self.allowed_tenants is not None and tenant not in self.allowed_tenants:
+            return None
+        return tenant
 
     def _validated(
         self, claimed: str, headers: Callable[[], Mapping[str, str]] | Mapping[str, str]
@@ -103,15 +133,39 @@ TrustArg: TypeAlias = TenantTrustPolicy | bool | None
 """A policy, ``True`` (``TRUST_ALL``), ``False`` (``REJECT_ALL``) or None (the process default)."""
 
 
-def set_default_trust_policy(policy: TenantTrustPolicy | bool) -> TenantTrustPolicy:
-    """Set the trust policy of calls that pass no ``trust=``; return the old one."""
-    new = _as_policy(policy)
-    old, _Defaults.trust = _Defaults.trust, new
+def set_default_trust_policy(
+    policy: TenantTrustPolicy | bool | None,
+) -> TenantTrustPolicy:
+    """Set the trust policy of calls that pass no ``trust=``; return the old one.
+
+    None goes back to the policy of the process-wide config
+    (``trust_tenant_claims``, ``trusted_tenants``, ``tenant_header``).
+    """
+    old = get_default_trust_policy()
+    _Defaults.trust = None if policy is None else _as_policy(policy)
     return old
 
 
 def get_default_trust_policy() -> TenantTrustPolicy:
-    return _Defaults.trust
+    """The process trust policy: the one set, else the one the config describes."""
+    explicit = _Defaults.trust
+    if explicit is not None:
+        return explicit
+    return _trust_of(get_telemetry_manager().config)
+
+
+def _trust_of(config: TelemetryConfig) -> TenantTrustPolicy:
+    key = (config.trust_tenant_claims, config.trusted_tenants, config.tenant_header)
+    cached = _Defaults.from_config
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    policy = TenantTrustPolicy(
+        trusted=config.trust_tenant_claims,
+        allowed_tenants=frozenset(config.trusted_tenants) if config.trusted_tenants else None,
+        tenant_header=config.tenant_header,
+    )
+    _Defaults.from_config = (key, policy)
+    return policy
 
 
 def _as_policy(policy: TenantTrustPolicy | bool) -> TenantTrustPolicy:
@@ -125,7 +179,7 @@ def _as_policy(policy: TenantTrustPolicy | bool) -> TenantTrustPolicy:
 def resolve_trust(trust: TrustArg) -> TenantTrustPolicy:
     """The policy a call uses: its own ``trust=`` or the process default."""
     if trust is None:
-        return _Defaults.trust
+        return get_default_trust_policy()
     return _as_policy(trust)
 
 
@@ -221,20 +275,47 @@ def _judge(policy: EgressPolicy, url: str) -> bool:
 _judge_cached = lru_cache(maxsize=512)(_judge)
 
 
-def set_egress_policy(policy: EgressPolicy) -> EgressPolicy:
-    """Set the process-wide egress policy; return the old one."""
-    if not isinstance(policy, EgressPolicy):
+def set_egress_policy(policy: EgressPolicy | None) -> EgressPolicy:
+    """Set the process-wide egress policy; return the old one.
+
+    None goes back to the policy of the process-wide config
+    (``egress_allowed_hosts``, ``baggage_without_url``).
+    """
+    if policy is not None and not isinstance(policy, EgressPolicy):
         raise TypeError(f"expected an EgressPolicy, got {type(policy).__name__}")
-    old, _Defaults.egress = _Defaults.egress, policy
+    old = get_egress_policy()
+    _Defaults.egress = policy
     return old
 
 
 def get_egress_policy() -> EgressPolicy:
-    return _Defaults.egress
+    """The process egress policy: the one set, else the one the config describes."""
+    explicit = _Defaults.egress
+    if explicit is not None:
+        return explicit
+    config = get_telemetry_manager().config
+    key = (config.egress_allowed_hosts, config.baggage_without_url)
+    cached = _Defaults.egress_from_config
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    try:
+        policy = EgressPolicy.allow(
+            config.egress_allowed_hosts, baggage_without_url=config.baggage_without_url
+        )
+    except ValueError as exc:  # a bad host pattern in the environment: no baggage to URLs
+        _logger.warning("tenantrace: egress_allowed_hosts ignored (%s)", exc)
+        policy = EgressPolicy(baggage_without_url=config.baggage_without_url)
+    _Defaults.egress_from_config = (key, policy)
+    return policy
 
 
 class _Defaults:
-    """The process-wide policies (replaced whole; reads need no lock)."""
+    """The process-wide policies (replaced whole; reads need no lock).
 
-    trust: TenantTrustPolicy = REJECT_ALL
-    egress: EgressPolicy = EgressPolicy()
+    None: derived from the process-wide config (cached by its values).
+    """
+
+    trust: TenantTrustPolicy | None = None
+    egress: EgressPolicy | None = None
+    from_config: tuple[object, TenantTrustPolicy] | None = None
+    egress_from_config: tuple[object, EgressPolicy] | None = None
