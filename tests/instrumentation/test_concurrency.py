@@ -20,7 +20,7 @@ TENANTS = [f"tenant-{i:02d}" for i in range(50)]
 def _assert_each_span_under_its_own_tenant(exported: list[tuple[str, str, str]]) -> None:
     for tenant_attr, resource_tenant, project in exported:
         assert tenant_attr == resource_tenant, (tenant_attr, resource_tenant)
-        assert project == f"cogniverse-{resource_tenant}"
+        assert project == TelemetryConfig().get_project_name(resource_tenant)
 
 
 def test_fifty_tenants_on_threads_never_mix() -> None:

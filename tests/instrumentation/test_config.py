@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tenantrace import BatchExportConfig, InvalidTenantError, TelemetryConfig, TelemetryLevel
 
@@ -24,8 +26,54 @@ def test_seed_defaults() -> None:
 
 def test_project_names_from_templates() -> None:
     config = TelemetryConfig()
-    assert config.get_project_name("tenant-123") == "cogniverse-tenant-123"
+    assert config.get_project_name("acme") == "cogniverse-acme"
     assert config.get_project_name("tenant-123", "video") == "cogniverse-tenant-123-video"
+    # The separator is escaped in a tenant-only project: it is not tenant "tenant"'s
+    # service "123".
+    assert config.get_project_name("tenant-123") == "cogniverse-tenant~123"
+    assert config.get_project_name("tenant", "123") == "cogniverse-tenant-123"
+
+
+_IDS = st.from_regex(r"[A-Za-z0-9._@-]{1,12}", fullmatch=True)
+_TEMPLATES = st.sampled_from(
+    [
+        ("cogniverse-{tenant_id}", "cogniverse-{tenant_id}-{service}"),
+        ("{tenant_id}", "{tenant_id}.{service}"),
+        ("t_{tenant_id}", "t_{tenant_id}_{service}"),
+        ("{tenant_id}", "{service}@{tenant_id}"),
+        ("p-{tenant_id}", "p-{tenant_id}/{service}"),
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    templates=_TEMPLATES,
+    first=st.tuples(_IDS, st.none() | _IDS),
+    second=st.tuples(_IDS, st.none() | _IDS),
+)
+def test_project_names_are_injective(
+    templates: tuple[str, str],
+    first: tuple[str, str | None],
+    second: tuple[str, str | None],
+) -> None:
+    project, service = templates
+    config = TelemetryConfig(tenant_project_template=project, tenant_service_template=service)
+    if first != second:
+        assert config.get_project_name(*first) != config.get_project_name(*second)
+
+
+@pytest.mark.parametrize(
+    "templates",
+    [
+        ("cogniverse-{tenant_id}", "cogniverse-{tenant_id}{service}"),
+        ("x-{tenant_id}-main", "x-{tenant_id}-{service}"),
+    ],
+)
+def test_templates_that_cannot_be_injective_are_refused(templates: tuple[str, str]) -> None:
+    project, service = templates
+    with pytest.raises(ValueError, match="same project"):
+        TelemetryConfig(tenant_project_template=project, tenant_service_template=service)
 
 
 @pytest.mark.parametrize(
@@ -38,7 +86,7 @@ def test_invalid_tenant_ids_never_reach_a_project_name(bad: str) -> None:
 
 
 def test_valid_tenant_id_charset() -> None:
-    assert TelemetryConfig().get_project_name("a.b_c-d@e") == "cogniverse-a.b_c-d@e"
+    assert TelemetryConfig().get_project_name("a.b_c-d@e") == "cogniverse-a.b_c~d@e"
     assert TelemetryConfig().get_project_name("x" * 128).endswith("x" * 128)
 
 

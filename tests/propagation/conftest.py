@@ -9,8 +9,6 @@ import pytest
 
 from tenantrace.propagation import (
     configure_propagators,
-    get_default_trust_policy,
-    get_egress_policy,
     set_default_trust_policy,
     set_egress_policy,
 )
@@ -21,10 +19,12 @@ def restore_propagation_defaults(monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     """Each test starts from the defaults (W3C propagators, reject claims, baggage without url)."""
     monkeypatch.delenv("OTEL_PROPAGATORS", raising=False)
     configure_propagators()
-    trust, egress = get_default_trust_policy(), get_egress_policy()
+    # None: the policies the process-wide config describes (the defaults).
+    set_default_trust_policy(None)
+    set_egress_policy(None)
     yield
-    set_default_trust_policy(trust)
-    set_egress_policy(egress)
+    set_default_trust_policy(None)
+    set_egress_policy(None)
     configure_propagators()
 
 

@@ -65,16 +65,16 @@ def _assert_batch(spans: SpanCapture, system: str, destination: str, count: int)
 
     processed = [s for s in spans.by_name(name) if s.span_id != batch.span_id]
     assert len(processed) == count
-    by_link: dict[str, CapturedSpan] = {}
+    by_parent: dict[str, CapturedSpan] = {}
     for span in processed:
-        assert span.parent_id == batch.span_id and span.trace_id == batch.trace_id
-        assert span.raw is not None
-        [link] = span.raw.links
-        by_link[f"{link.context.span_id:016x}"] = span
+        # One trace, one tenant: each message's processing span continues its
+        # (trusted) producer's trace in the producer's tenant, linked to the batch.
+        assert linked_ids(span) == {(batch.trace_id, batch.span_id)}
+        by_parent[span.parent_id or ""] = span
     for producer in producers:
-        # Each message's processing span: linked to its producer, in the producer's tenant.
-        assert by_link[producer.span_id].tenant == producer.tenant
-        assert by_link[producer.span_id].project == f"cogniverse-{producer.tenant}"
+        processing = by_parent[producer.span_id]
+        assert (processing.tenant, processing.trace_id) == (producer.tenant, producer.trace_id)
+        assert processing.project == f"cogniverse-{producer.tenant}"
 
 
 # --------------------------------------------------------------------- RabbitMQ

@@ -176,7 +176,7 @@ def test_inject_never_returns_a_header_with_a_control_byte(
 ) -> None:
     with spans.manager.span("client"):
         out = inject_trace_context({"Accept": "x", **bad})
-    assert out.keys() == {"Accept", "traceparent"}
+    assert out.keys() == {"Accept", "traceparent", "baggage"}
 
 
 # ----------------------------------------------------------------------- tenant
@@ -188,12 +188,18 @@ def test_the_tenant_travels_as_baggage(spans: SpanCapture) -> None:
     assert out["baggage"] == "tenant.id=acme"
 
 
-def test_the_default_tenant_is_not_claimed_downstream(spans: SpanCapture) -> None:
+def test_the_default_tenant_is_claimed_downstream(spans: SpanCapture) -> None:
+    # The default tenant is a tenant like any other: a trusted callee keeps the
+    # caller's trace only when it knows the trace is that tenant's.
     with spans.manager.span("client") as span:  # routed to the default tenant
         out = inject_trace_context()
     assert spans.one("client").tenant == "default"
-    assert out.keys() == {"traceparent"}
+    assert out["baggage"] == "tenant.id=default"
     assert span.get_span_context().is_valid
+
+
+def test_outside_any_span_or_scope_no_tenant_is_claimed(spans: SpanCapture) -> None:
+    assert inject_trace_context() == {}
 
 
 def test_the_current_tenant_overrides_a_stale_tenant_in_baggage(spans: SpanCapture) -> None:

@@ -170,11 +170,20 @@ def test_batch_span_links_every_producer_and_counts_messages(spans: SpanCapture)
     assert linked == {(p.trace_id, p.span_id) for p in producers}
     per_message = [s for s in spans.by_name("process orders") if s.span_id != batch_data.span_id]
     assert len(per_message) == 6
-    assert {s.parent_id for s in per_message} == {f"{batch.get_span_context().span_id:016x}"}
     assert (
         sorted(s.tenant or "" for s in per_message) == ["acme"] * 3 + ["consumer"] + ["globex"] * 2
     )
-    assert sum(s.links for s in per_message) == 5  # the message without a context has none
+    batch_id = f"{batch.get_span_context().span_id:016x}"
+    by_id = {p.span_id: p for p in producers}
+    for span in per_message:
+        if span.tenant == "consumer":  # the message without a context: the batch's child
+            assert (span.parent_id, span.links) == (batch_id, 0)
+            continue
+        # One trace, one tenant: another tenant's message continues its producer's
+        # trace, in its tenant, and links back to the batch span.
+        producer = by_id[span.parent_id or ""]
+        assert (span.trace_id, span.tenant) == (producer.trace_id, producer.tenant)
+        assert linked_ids(span) == {(batch_data.trace_id, batch_id)}
 
 
 def test_message_span_without_trust_stays_with_the_consumer(spans: SpanCapture) -> None:

@@ -20,7 +20,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
 from tenantrace import current_tenant, tenant_scope
-from tenantrace.instrumentation.tenants import is_valid_tenant_id
+from tenantrace.instrumentation.tenants import TenantNonRecordingSpan, is_valid_tenant_id
 from tenantrace.propagation import (
     attach_trace_context,
     baggage_scope,
@@ -196,7 +196,10 @@ def test_round_trip_keeps_trace_tenant_and_baggage(  # noqa: PLR0917 - one per s
     parent = SpanContext(
         trace_id, span_id, True, TraceFlags(int(sampled)), TraceState(list(tracestate.items()))
     )
-    token = otel_context.attach(trace_api.set_span_in_context(NonRecordingSpan(parent)))
+    # A remote parent of this tenant, as a trusted extraction leaves it: only the
+    # tenant's own trace context is sent on (one trace, one tenant).
+    remote = TenantNonRecordingSpan(parent, tenant)
+    token = otel_context.attach(trace_api.set_span_in_context(remote))
     try:
         with tenant_scope(tenant), baggage_scope(pairs):
             headers = inject_trace_context()

@@ -88,15 +88,17 @@ def test_http_outgoing_and_incoming(spans: SpanCapture, peer_service: str) -> No
     assert (handled.tenant, handled.project) == ("user_123", "cogniverse-user_123")
 
 
-def test_http_incoming_from_an_untrusted_caller_keeps_the_trace_not_the_tenant(
+def test_http_incoming_from_an_untrusted_caller_gets_neither_the_trace_nor_the_tenant(
     spans: SpanCapture, peer_service: str
 ) -> None:
     with tenant_scope("user_123"), spans.manager.span("client"):
         headers = inject_trace_context()
     httpx.post(f"{peer_service}/sync", json={}, headers=headers)
-    handled = spans.one("sync_data")
-    assert handled.trace_id == spans.one("client").trace_id
+    handled, client = spans.one("sync_data"), spans.one("client")
     assert handled.tenant == "default"
+    # One trace, one tenant: a new trace, linked to the caller's span.
+    assert handled.trace_id != client.trace_id
+    assert [f"{link.context.span_id:016x}" for link in handled.raw.links] == [client.span_id]
 
 
 # -------------------------------------------------------------- Message queues
@@ -120,6 +122,7 @@ def process_message(message: dict[str, Any]) -> None:
 
 
 def test_message_queues(spans: SpanCapture) -> None:
+    set_default_trust_policy(True)  # our own queue: the consumer honours the tenant
     queue = Queue()
     with tenant_scope("user_123"), spans.manager.span("memory.learn"):
         # Producer: Inject context into message
@@ -139,6 +142,7 @@ def test_message_queues(spans: SpanCapture) -> None:
 
     produced, consumed = spans.one("memory.learn"), spans.one("process_message")
     assert (consumed.trace_id, consumed.parent_id) == (produced.trace_id, produced.span_id)
+    assert consumed.tenant == "user_123"
 
 
 # -------------------------------------------------------------------- Baggage

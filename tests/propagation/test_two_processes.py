@@ -91,6 +91,8 @@ def test_a_caller_without_the_service_token_cannot_pick_the_tenant(
         f"{front}/checkout", params={"forge": "1"}, headers={"X-Tenant": "acme"}, timeout=20
     ).json()
     assert answer["work"]["tenant"] is None
-    [work] = [s for s in _spans(back, "back.work") if s["trace_id"] == answer["trace_id"]]
+    # One trace, one tenant: an untrusted caller's trace is not continued, but linked.
+    [work] = [s for s in _spans(back, "back.work") if answer["trace_id"] in s["linked_traces"]]
+    assert work["trace_id"] != answer["trace_id"] and work["parent_id"] is None
     assert (work["tenant"], work["project"]) == ("default", "back-default")
     assert httpx.get(f"{back}/stats", timeout=10).json()["rejected_tenants"] == rejected_before + 1

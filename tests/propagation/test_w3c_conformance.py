@@ -6,6 +6,12 @@ result, and ``inject_trace_context`` writes the outbound headers, which are
 then checked as the harness checks a service's callback: the same trace-id
 when the inbound ``traceparent`` was valid, a new one otherwise, and the
 ``tracestate`` carried over only when it was valid too.
+
+The harness plays a trusted caller (``trust=True``, a caller that names no
+tenant does the default tenant's work): a service continues only trusted
+callers' traces, and restarts an untrusted caller's trace (linked to it), which
+the specification allows for input from untrusted sources
+(``test_tenant_boundary.py`` covers that side).
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ def _parse_tracestate(value: str | None) -> dict[str, str]:
 
 def hop(spans: SpanCapture, headers: Headers) -> Outbound:
     """One service hop: extract, run a span, inject; return what goes out."""
-    ctx = extract_trace_context(headers)
+    ctx = extract_trace_context(headers, trust=True)
     with spans.manager.span("hop", context=ctx):
         out = inject_trace_context()
     names = [name for name in out if name.lower() == "traceparent"]
@@ -330,7 +336,7 @@ def test_key_length_limits(spans: SpanCapture, member: str, kept: bool) -> None:
 
 
 def test_each_outgoing_request_gets_its_own_parent_id(spans: SpanCapture) -> None:
-    ctx = extract_trace_context({"traceparent": VALID})
+    ctx = extract_trace_context({"traceparent": VALID}, trust=True)
     parents = set()
     for _ in range(3):
         with spans.manager.span("call", context=ctx):

@@ -54,6 +54,9 @@ def _span_dicts(capture: SpanCapture) -> list[dict[str, Any]]:
             "span_id": s.span_id,
             "parent_id": s.parent_id,
             "kind": s.kind,
+            "linked_traces": [f"{link.context.trace_id:032x}" for link in s.raw.links]
+            if s.raw is not None
+            else [],
         }
         for s in capture.spans()
     ]

@@ -321,10 +321,18 @@ def _check_injective(project_template: str, service_template: str) -> None:
     _check_template(project_template, "tenant_project_template", ("tenant_id",))
     _check_template(service_template, "tenant_service_template", ("tenant_id", "service"))
     escape = _escaper(service_template)
+    # The templates' own words too: "x-{tenant_id}-main" collides with service "main".
+    literal = " ".join(
+        text
+        for t in (project_template, service_template)
+        for text, _, _, _ in string.Formatter().parse(t)
+    )
+    words = {w for w in re.split(r"[^A-Za-z0-9]+", literal) if w}
+    probes = (*_PROBE_IDS, *sorted(words), *(f"a-{w}" for w in sorted(words)))
     seen: dict[str, tuple[str, str | None]] = {}
-    for tenant in _PROBE_IDS:
+    for tenant in probes:
         pairs: list[tuple[str, str | None]] = [(tenant, None)]
-        pairs += [(tenant, service) for service in _PROBE_IDS]
+        pairs += [(tenant, service) for service in probes]
         for pair in pairs:
             t, service = pair
             if service is None:

@@ -275,7 +275,9 @@ class TelemetryManager:
         """
         found = current_tenant(parent)
         if tenant_id is None:
-            return (self._default_tenant if found is None else found), parent
+            if found is not None:
+                return found, parent
+            tenant_id = self._default_tenant
         if found != tenant_id:
             parent = with_tenant(tenant_id, parent)
         return tenant_id, parent

@@ -24,11 +24,7 @@ from opentelemetry.trace import Span, SpanKind
 
 from tenantrace.instrumentation.manager import get_telemetry_manager
 from tenantrace.instrumentation.spans import NOOP_SCOPE, NoOpScope, SpanScope
-from tenantrace.instrumentation.tenants import (
-    TENANT_CONTEXT_KEY,
-    TENANT_ID_ATTRIBUTE,
-    current_tenant,
-)
+from tenantrace.instrumentation.tenants import current_tenant, span_tenant, with_tenant
 from tenantrace.propagation.carriers import SpanCarrier
 from tenantrace.propagation.http import inject_context
 from tenantrace.propagation.links import link_spans
@@ -51,10 +47,7 @@ BackgroundMode = Literal["child", "linked"]
 
 
 def _tenant_of(span: Span) -> str | None:
-    resource = getattr(span, "resource", None)  # SDK spans know where they were routed
-    attributes = getattr(resource, "attributes", None)
-    tenant = attributes.get(TENANT_ID_ATTRIBUTE) if attributes is not None else None
-    return tenant if isinstance(tenant, str) else current_tenant()
+    return span_tenant(span) or current_tenant()
 
 
 def create_carrier_from_span(span: Span | None = None) -> dict[str, str]:
@@ -68,8 +61,8 @@ def create_carrier_from_span(span: Span | None = None) -> dict[str, str]:
         target = span if span is not None else trace_api.get_current_span()
         tenant = _tenant_of(target)
         ctx = trace_api.set_span_in_context(target)
-        if tenant is not None and ctx.get(TENANT_CONTEXT_KEY) != tenant:
-            ctx = otel_context.set_value(TENANT_CONTEXT_KEY, tenant, ctx)
+        if tenant is not None and current_tenant(ctx) != tenant:
+            ctx = with_tenant(tenant, ctx)
         return SpanCarrier(inject_context(ctx), tenant)
     except Exception as exc:
         get_telemetry_manager().warn_once(

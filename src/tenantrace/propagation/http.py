@@ -32,6 +32,7 @@ from tenantrace.instrumentation.tenants import (
     TENANT_CONTEXT_KEY,
     TenantNonRecordingSpan,
     current_tenant,
+    span_tenant,
     with_tenant,
 )
 from tenantrace.propagation._quiet import begin_quiet, end_quiet
@@ -182,7 +183,9 @@ def _claimed_tenant(
             ctx = otel_baggage.set_baggage(TENANT_BAGGAGE_KEY, vouched, ctx)
         return vouched, ctx
     if claimed is None:
-        return None, ctx
+        # A trusted caller that names no tenant (a service without tenantrace,
+        # the W3C test harness) does the default tenant's work.
+        return (get_telemetry_manager().config.default_tenant_id if policy.trusted else None), ctx
     if policy.accepts(claimed, lambda: header_view(headers)):
         return str(claimed), ctx
     get_telemetry_manager().record_rejected_tenant()
@@ -219,10 +222,14 @@ def _oversize(name: str) -> None:
 def _base_context(keep_local_tenant: bool = True) -> Context:
     # A fresh context (no local span, no local baggage: they are not the
     # caller's), keeping only the tenant of a local scope, which outranks carriers.
-    tenant = current_tenant() if keep_local_tenant else None
-    if tenant is None:
+    # Only a scope's tenant outranks the carrier, not the tenant of whatever
+    # span is current (a framework's own server span, in the default tenant).
+    if not keep_local_tenant:
         return Context()
-    return Context({TENANT_CONTEXT_KEY: tenant})
+    scoped = otel_context.get_value(TENANT_CONTEXT_KEY)
+    if scoped is None or scoped != current_tenant():
+        return Context()
+    return Context({TENANT_CONTEXT_KEY: scoped})
 
 
 def extract_carried(headers: object, trust: TrustArg, *, keep_local_tenant: bool) -> Context:
@@ -349,7 +356,9 @@ def _with_tenant_baggage(ctx: Context) -> Context:
     last = _LastTenantBaggage.pair
     if last is not None and last[0] is ctx:
         return last[1]
-    tenant = current_tenant(ctx) or get_telemetry_manager().config.default_tenant_id
+    tenant = current_tenant(ctx)
+    if tenant is None:  # no work of any tenant here (no span, no scope): nothing to claim
+        return ctx
     entries = otel_baggage.get_all(ctx)
     if next(iter(entries), None) == TENANT_BAGGAGE_KEY and entries[TENANT_BAGGAGE_KEY] == tenant:
         return ctx
@@ -360,11 +369,29 @@ def _with_tenant_baggage(ctx: Context) -> Context:
     return derived
 
 
+def _own_trace_only(ctx: Context) -> Context:
+    """``ctx`` without its span when that span is not the tenant's of the work.
+
+    A ``tenant_scope`` entered inside another tenant's span (or under a remote
+    parent whose tenant was not vouched for), with no span of its own yet: the
+    callee is told the work's tenant, and must not be told to continue a trace
+    that is not that tenant's (one trace, one tenant), so it starts one.
+    """
+    span = trace_api.get_current_span(ctx)
+    if not span.get_span_context().is_valid:
+        return ctx
+    owner = span_tenant(span)
+    if owner == current_tenant(ctx):  # the tenant's own span, or no tenant at all
+        return ctx
+    return trace_api.set_span_in_context(trace_api.INVALID_SPAN, ctx)
+
+
 def inject_context(ctx: Context, url: object = None) -> dict[str, str]:
     """The propagation headers of ``ctx`` for a request to ``url`` (internal form of inject)."""
     propagators = current_propagators()
     if not propagators.injectors:
         return {}
+    ctx = _own_trace_only(ctx)
     egress = get_egress_policy()
     if egress.baggage_without_url if url is None else egress.allows_baggage(url):
         ctx = _with_tenant_baggage(ctx)

@@ -148,17 +148,36 @@ def message_span(
 ) -> SpanScope | NoOpScope:
     """The processing span of one message: a child of the current (batch) span.
 
-    It links to the message's producer span, and takes the tenant the message
-    carried if the trust policy (``trust``) accepts it, even inside the
-    consumer's own ``tenant_scope``; otherwise the current tenant. Use inside
-    ``batch_span``: ``with message_span(msg) as span:``.
+    It takes the tenant the message carried if the trust policy (``trust``)
+    accepts it, even inside the consumer's own ``tenant_scope``; otherwise the
+    current tenant. In the consumer's tenant it is a child of the current
+    (batch) span, linked to the producer span. In another tenant (one trace,
+    one tenant) it continues the producer's trace and links to the batch span
+    instead. Use inside ``batch_span``: ``with message_span(msg) as span:``.
     """
     carried = extract_carried(carrier_of(message, key), trust, keep_local_tenant=False)
-    link = link_spans(carried)
-    return get_telemetry_manager().span(
-        name or _span_name(operation, destination),
-        current_tenant(carried),
-        attributes=_messaging_attributes(operation, system, destination, attributes),
+    tenant = current_tenant(carried)
+    attributes = _messaging_attributes(operation, system, destination, attributes)
+    name = name or _span_name(operation, destination)
+    manager = get_telemetry_manager()
+    if tenant is None or tenant == current_tenant():
+        # The consumer's own tenant: a child of the batch span, linked to the producer.
+        link = link_spans(carried)
+        return manager.span(
+            name,
+            tenant,
+            attributes=attributes,
+            kind=SpanKind.CONSUMER,
+            links=[link] if link is not None else None,
+        )
+    # Another tenant's message (one trace, one tenant): it continues its trusted
+    # producer's trace, in its tenant, and links to the batch span.
+    batch = link_spans(trace_api.get_current_span())
+    return manager.span(
+        name,
+        tenant,
+        attributes=attributes,
         kind=SpanKind.CONSUMER,
-        links=[link] if link is not None else None,
+        context=carried,
+        links=[batch] if batch is not None else None,
     )

@@ -14,6 +14,7 @@ Both default to what the process-wide ``TelemetryConfig`` says (and so to its
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -260,9 +261,19 @@ def _url_allowed(policy: EgressPolicy, url: str) -> bool:
     return _judge_cached(policy, url)
 
 
+# Characters HTTP clients read differently from urlsplit (a backslash ends the
+# authority for some, whitespace and controls are stripped by others): a URL
+# holding one is refused, not guessed at.
+_AMBIGUOUS: Final = re.compile(r"[\\\x00-\x20\x7f]")
+
+
 def _judge(policy: EgressPolicy, url: str) -> bool:
+    if _AMBIGUOUS.search(url) is not None:
+        return False
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(url)
+        if "@" in parts.netloc:  # userinfo: "http://a.internal@evil/" has fooled parsers
+            return False
         host = (parts.hostname or "").rstrip(".")
         port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
     except ValueError:  # "http://[::1" and friends
