@@ -12,6 +12,12 @@ the tenant claim under a trust policy. Goal (issue 4): <= 1.2x raw for the
 round trip. The third case, a request carrying ten other headers, is shown for
 information: there tenantrace also copies the caller's headers case-insensitively
 and refuses control bytes in them, work raw OpenTelemetry does not do.
+
+The last cases time the tenant-aware global propagator (``TenantPropagator``,
+what auto-instrumented servers and clients call through ``propagate``)
+against OpenTelemetry's composite propagator of the same formats: extract
+alone (a server), and inject inside a CLIENT span whose URL the egress policy
+judges (a client).
 """
 
 from __future__ import annotations
@@ -31,11 +37,16 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from tenantrace import tenant_scope
+from tenantrace.instrumentation.tenants import TenantNonRecordingSpan
 from tenantrace.propagation import (
+    EgressPolicy,
+    TenantPropagator,
     TenantTrustPolicy,
     configure_propagators,
     extract_trace_context,
     inject_trace_context,
+    set_default_trust_policy,
+    set_egress_policy,
 )
 from tenantrace.propagation import http as http_module
 
@@ -61,6 +72,40 @@ def per_call_us(func: Callable[[], object], number: int, repeat: int) -> float:
     return min(timeit.repeat(func, number=number, repeat=repeat)) / number * 1e6
 
 
+Case = tuple[str, Callable[[], object], Callable[[], object], bool]
+
+
+def _global_propagator_cases(
+    composite: CompositePropagator, raw_ctx: otel_context.Context, parent: SpanContext
+) -> list[Case]:
+    """What auto-instrumentation calls: extract on a server, inject in a CLIENT span."""
+    tenant_aware = TenantPropagator()
+    inbound = {**REQUEST_HEADERS}
+    composite.inject(inbound, raw_ctx)
+    client = NonRecordingSpan(parent)
+    client.kind = trace_api.SpanKind.CLIENT  # type: ignore[attr-defined]
+    client.attributes = {"url.full": "http://orders.internal/v1/orders"}  # type: ignore[attr-defined]
+    client_ctx = trace_api.set_span_in_context(client, raw_ctx)
+
+    def inject_with(propagator: CompositePropagator | TenantPropagator) -> Callable[[], object]:
+        def inject() -> object:
+            carrier: dict[str, str] = {}
+            propagator.inject(carrier, client_ctx)
+            return carrier
+
+        return inject
+
+    return [
+        (
+            "global propagator: extract",
+            lambda: composite.extract(inbound),
+            lambda: tenant_aware.extract(inbound),
+            False,
+        ),
+        ("global propagator: inject", inject_with(composite), inject_with(tenant_aware), False),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
@@ -68,14 +113,17 @@ def main() -> None:
     args = parser.parse_args()
     number, repeat = (2_000, 3) if args.quick else (20_000, 5)
 
-    propagators = [TraceContextTextMapPropagator(), W3CBaggagePropagator()]
-    propagate.set_global_textmap(CompositePropagator(propagators))
+    composite = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+    propagate.set_global_textmap(composite)
     configure_propagators("tracecontext,baggage")
+    set_default_trust_policy(TRUSTED)
+    set_egress_policy(EgressPolicy.allow(["orders.internal"]))
 
     parent = SpanContext(
         0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, False, TraceFlags(1)
     )
-    span_ctx = trace_api.set_span_in_context(NonRecordingSpan(parent))
+    # acme's own span: only a tenant's own trace context is sent on.
+    span_ctx = trace_api.set_span_in_context(TenantNonRecordingSpan(parent, "acme"))
     raw_ctx = otel_baggage.set_baggage("tenant.id", "acme", span_ctx)
 
     def raw_round_trip() -> object:
@@ -97,7 +145,7 @@ def main() -> None:
     def ours_cold() -> object:
         # Each call as if from a new span: the tenant's baggage is derived again
         # (a span making several calls derives it once and reuses it).
-        http_module._LastTenantBaggage.pair = None
+        http_module._LastDerived.entry = None
         return extract_trace_context(inject_trace_context(), trust=TRUSTED)
 
     def ours_request() -> object:
@@ -110,11 +158,12 @@ def main() -> None:
             carrier: dict[str, str] = {}
             propagate.inject(carrier, raw_ctx)
             assert inject_trace_context() == carrier, (inject_trace_context(), carrier)
-            cases: list[tuple[str, Callable[[], object], Callable[[], object], bool]] = [
+            cases: list[Case] = [
                 ("round trip, trusted tenant", raw_round_trip, ours(TRUSTED), True),
                 ("round trip, allowlisted tenant", raw_round_trip, ours(ALLOWLIST), True),
                 ("round trip, from a new span each", raw_round_trip, ours_cold, True),
                 ("request with 10 other headers", raw_request, ours_request, False),
+                *_global_propagator_cases(composite, raw_ctx, parent),
             ]
             print(f"{'case':34} {'raw OTel':>10} {'tenantrace':>11} {'ratio':>7}")
             worst = 0.0

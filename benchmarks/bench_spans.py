@@ -38,6 +38,7 @@ from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Tracer
 from opentelemetry.util.types import AttributeValue
@@ -172,7 +173,18 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     install_manager(manager)  # what init_telemetry() does, with our exporter
     tenant_provider = manager.provider_for("acme")
     assert tenant_provider is not None
-    raw_same = tenant_provider.get_tracer("raw")  # a plain SDK tracer on our processor
+    ours = tenant_provider.get_tracer("raw")
+    # A plain SDK tracer on our processor: the same sampler, Resource, processor
+    # and limits, without TenantTracer's tenant boundary check.
+    raw_same = SdkTracer(
+        ours.sampler,
+        ours.resource,
+        ours.span_processor,
+        ours.id_generator,
+        ours.instrumentation_info,
+        ours._span_limits,
+        ours._instrumentation_scope,
+    )
 
     def flush() -> None:
         batch.force_flush()

@@ -42,7 +42,7 @@ def test_usage_sample(spans: SpanCapture) -> None:
         span.set_attribute("routing.latency_ms", result.latency)
 
     exported = spans.one("cogniverse.routing")
-    assert exported.project == "cogniverse-tenant-123"
+    assert exported.project == telemetry.config.get_project_name("tenant-123")
     assert exported.attributes == {
         "tenant.id": "tenant-123",
         "routing.chosen_agent": "video_search",
@@ -140,4 +140,4 @@ def test_multi_tenant_span_isolation_sample(spans: SpanCapture) -> None:
             span.set_attribute("tenant.test_data", f"data-{tenant}")
     assert telemetry.force_flush(timeout_millis=5000)
     by_project = {s.project: s.attributes["tenant.test_data"] for s in spans.spans()}
-    assert by_project == {f"cogniverse-{t}": f"data-{t}" for t in tenants}
+    assert by_project == {telemetry.config.get_project_name(t): f"data-{t}" for t in tenants}

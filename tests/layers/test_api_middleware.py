@@ -154,7 +154,7 @@ def test_server_span_continues_the_remote_trace_with_http_conventions(
     assert "LEAK" not in repr([s.attributes for s in spans.spans()])
 
 
-def test_untrusted_tenant_claim_keeps_the_trace_not_the_tenant(
+def test_untrusted_tenant_claim_gets_neither_the_trace_nor_the_tenant(
     spans: SpanCapture, fastapi_url: str
 ) -> None:
     [answer] = call_from_another_process(
@@ -165,9 +165,12 @@ def test_untrusted_tenant_claim_keeps_the_trace_not_the_tenant(
             }
         ]
     )
-    assert answer["body"]["tenant"] == "default" and answer["body"]["trace_id"] == TRACE_ID
+    # One trace, one tenant: an untrusted caller's trace is linked, not continued.
+    assert answer["body"]["tenant"] == "default" and answer["body"]["trace_id"] != TRACE_ID
     _, server = wait_for_spans(spans, 2)
-    assert server.tenant == "default" and server.trace_id == TRACE_ID
+    assert server.tenant == "default" and server.trace_id != TRACE_ID
+    assert server.raw is not None
+    assert [f"{link.context.trace_id:032x}" for link in server.raw.links] == [TRACE_ID]
     assert spans.manager.get_stats()["rejected_tenants"] == 1
 
 

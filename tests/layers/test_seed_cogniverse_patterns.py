@@ -97,7 +97,8 @@ def test_pattern_1_agent_instrumentation(spans: SpanCapture) -> None:
     encode, search, root = spans.spans()
     assert root.name == "video_agent.search" and root.parent_id is None
     assert encode.parent_id == search.parent_id == root.span_id
-    assert {s.project for s in (encode, search, root)} == {"cogniverse-tenant-123"}
+    # Injective names: "-" in a tenant-only project is escaped (not tenant "tenant"'s "123").
+    assert {s.project for s in (encode, search, root)} == {"cogniverse-tenant~123"}
     assert root.attributes == {
         "tenant.id": "tenant-123",
         "agent.type": "video_search",
@@ -311,7 +312,7 @@ def test_multi_tenant_isolation(
     # Verify spans are in separate Phoenix projects
     # (would query Phoenix API to verify isolation)
     assert receiver.projects() == {
-        "cogniverse-tenant-a": ["sensitive-a"],
-        "cogniverse-tenant-b": ["sensitive-b"],
+        "cogniverse-tenant~a": ["sensitive-a"],
+        "cogniverse-tenant~b": ["sensitive-b"],
     }
     assert telemetry_manager.get_stats()["export_failures"] == 0

@@ -127,16 +127,24 @@ def current_tenant(context: Context | None = None) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def with_tenant(tenant_id: str, context: Context | None = None) -> Context:
+def with_tenant(
+    tenant_id: str, context: Context | None = None, *, span: trace_api.Span | None = None
+) -> Context:
     """A new ``Context``: ``context`` (default: the current one) whose tenant is ``tenant_id``.
 
     The id must already be valid. The tenant outranks the span current in
-    ``context``; a span made current later brings its own tenant.
+    ``context`` (or ``span``, made current in the same copy); a span made
+    current later brings its own tenant.
     """
     ctx = otel_context.get_current() if context is None else context
     values = dict(ctx)
+    if span is not None:
+        if _SPAN_KEY is None:  # pragma: no cover - an API that moved its key
+            values = dict(trace_api.set_span_in_context(span, ctx))
+        else:
+            values[_SPAN_KEY] = span
     values[TENANT_CONTEXT_KEY] = tenant_id
-    values[_ANCHOR_KEY] = _current_span(ctx)
+    values[_ANCHOR_KEY] = span if span is not None else _current_span(ctx)
     return Context(values)
 
 

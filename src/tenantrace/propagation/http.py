@@ -204,11 +204,11 @@ def _apply_tenant(
     """
     tenant, ctx = _claimed_tenant(ctx, headers, trust, gateway)
     remote = trace_api.get_current_span(ctx)
-    if tenant is not None and remote.get_span_context().is_valid:
-        remote = TenantNonRecordingSpan(remote.get_span_context(), tenant)
-        ctx = trace_api.set_span_in_context(remote, ctx)
     local = ctx.get(TENANT_CONTEXT_KEY)
     chosen = local if isinstance(local, str) else tenant
+    if tenant is not None and remote.get_span_context().is_valid:
+        remote = TenantNonRecordingSpan(remote.get_span_context(), tenant)
+        return with_tenant(chosen or tenant, ctx, span=remote)
     return ctx if chosen is None else with_tenant(chosen, ctx)
 
 
@@ -338,11 +338,26 @@ class attach_trace_context(AttachedContext[Context]):
 # ------------------------------------------------------------------- inject
 
 
-class _LastTenantBaggage:
-    """The last context given tenant baggage, and the result: a span making several
-    outgoing calls derives it once. Contexts are immutable, so identity is a safe key."""
+class _LastDerived:
+    """The last context derived for sending, with its baggage decision, and the result:
+    a span making several outgoing calls derives it once. Contexts are immutable, so
+    identity is a safe key; one tuple, replaced whole, so threads never mix two."""
 
-    pair: tuple[Context, Context] | None = None
+    entry: tuple[Context, bool, Context] | None = None
+
+
+def _to_send(ctx: Context, with_baggage: bool) -> Context:
+    """``ctx`` as it goes out: its trace only if it is the tenant's, the tenant's baggage first."""
+    last = _LastDerived.entry
+    if last is not None and last[0] is ctx and last[1] is with_baggage:
+        return last[2]
+    derived = _own_trace_only(ctx)
+    if with_baggage:
+        derived = _with_tenant_baggage(derived)
+    elif otel_baggage.get_all(derived):
+        derived = otel_baggage.clear(derived)  # only the trace context goes to this host
+    _LastDerived.entry = (ctx, with_baggage, derived)
+    return derived
 
 
 def _with_tenant_baggage(ctx: Context) -> Context:
@@ -350,12 +365,9 @@ def _with_tenant_baggage(ctx: Context) -> Context:
 
     Baggage is cut at the W3C limits (8192 bytes, 180 members) member by
     member from the end; first, no other member however large crowds the
-    tenant out. The tenant of the work (the span's, the scope's, or the default
-    tenant: a trusted callee then keeps the caller's tenant, and its trace).
+    tenant out. The tenant of the work (the span's, the scope's), the default
+    tenant included: a trusted callee then keeps the caller's tenant, and its trace.
     """
-    last = _LastTenantBaggage.pair
-    if last is not None and last[0] is ctx:
-        return last[1]
     tenant = current_tenant(ctx)
     if tenant is None:  # no work of any tenant here (no span, no scope): nothing to claim
         return ctx
@@ -364,9 +376,7 @@ def _with_tenant_baggage(ctx: Context) -> Context:
         return ctx
     ordered: dict[str, object] = {TENANT_BAGGAGE_KEY: tenant}
     ordered.update((k, v) for k, v in entries.items() if k != TENANT_BAGGAGE_KEY)
-    derived = otel_context.set_value(_BAGGAGE_KEY, ordered, ctx)
-    _LastTenantBaggage.pair = (ctx, derived)
-    return derived
+    return otel_context.set_value(_BAGGAGE_KEY, ordered, ctx)
 
 
 def _own_trace_only(ctx: Context) -> Context:
@@ -391,12 +401,10 @@ def inject_context(ctx: Context, url: object = None) -> dict[str, str]:
     propagators = current_propagators()
     if not propagators.injectors:
         return {}
-    ctx = _own_trace_only(ctx)
     egress = get_egress_policy()
-    if egress.baggage_without_url if url is None else egress.allows_baggage(url):
-        ctx = _with_tenant_baggage(ctx)
-    elif otel_baggage.get_all(ctx):
-        ctx = otel_baggage.clear(ctx)  # only the trace context goes to this host
+    ctx = _to_send(
+        ctx, egress.baggage_without_url if url is None else egress.allows_baggage(url)
+    )
     carrier: dict[str, str] = {}
     for propagator in propagators.injectors:
         propagator.inject(carrier, ctx)
