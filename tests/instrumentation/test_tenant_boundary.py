@@ -272,3 +272,23 @@ def test_no_trace_id_is_ever_exported_under_two_tenants(program: list[tuple[Any,
     assert_one_tenant_per_trace(exported)
     for span in exported:  # the Resource and the span attribute agree
         assert span.attributes.get("tenant.id", span.tenant) == span.tenant
+
+
+def test_a_trusted_caller_whose_tenant_was_withheld_is_not_continued(spans: SpanCapture) -> None:
+    # The caller's egress policy kept the tenant off this hop: nothing vouches for
+    # its trace being the callee's tenant's, even though the hop is trusted.
+    from tenantrace.propagation import EgressPolicy, set_egress_policy
+
+    set_egress_policy(EgressPolicy(baggage_without_url=False))
+    try:
+        with tenant_scope("acme"), spans.manager.span("client"):
+            headers = inject_trace_context()
+        assert "baggage" not in headers
+        carried = extract_trace_context(headers, trust=True)
+        with otel_context_attached(carried), spans.manager.span("server"):
+            pass
+    finally:
+        set_egress_policy(None)
+    client, server = spans.one("client"), spans.one("server")
+    assert server.tenant == "default" and server.trace_id != client.trace_id
+    assert_one_tenant_per_trace(spans.spans())

@@ -7,23 +7,25 @@ then checked as the harness checks a service's callback: the same trace-id
 when the inbound ``traceparent`` was valid, a new one otherwise, and the
 ``tracestate`` carried over only when it was valid too.
 
-The harness plays a trusted caller (``trust=True``, a caller that names no
-tenant does the default tenant's work): a service continues only trusted
-callers' traces, and restarts an untrusted caller's trace (linked to it), which
-the specification allows for input from untrusted sources
-(``test_tenant_boundary.py`` covers that side).
+The W3C harness names no tenant, so no tenant vouches for its trace: under
+the default rule (one trace, one tenant) a service restarts it, linked, which
+the specification allows for input it does not trust
+(``test_tenant_boundary.py`` covers that side). These cases check the
+propagation itself, with traces kept whole (``cross_tenant_traces="keep"``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from opentelemetry import trace as trace_api
 
+from tenantrace import TelemetryConfig
 from tenantrace.propagation import extract_trace_context, inject_trace_context
-from tenantrace.testing import SpanCapture
+from tenantrace.testing import SpanCapture, capture_spans
 
 TRACE = "12345678901234567890123456789012"
 PARENT = "1234567890123456"
@@ -31,6 +33,12 @@ VALID = f"00-{TRACE}-{PARENT}-01"
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 Headers = list[tuple[str, str]]
+
+
+@pytest.fixture
+def spans() -> Iterator[SpanCapture]:
+    with capture_spans(TelemetryConfig(exporter_type="memory", cross_tenant_traces="keep")) as s:
+        yield s
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,7 @@ def _parse_tracestate(value: str | None) -> dict[str, str]:
 
 def hop(spans: SpanCapture, headers: Headers) -> Outbound:
     """One service hop: extract, run a span, inject; return what goes out."""
-    ctx = extract_trace_context(headers, trust=True)
+    ctx = extract_trace_context(headers)
     with spans.manager.span("hop", context=ctx):
         out = inject_trace_context()
     names = [name for name in out if name.lower() == "traceparent"]
@@ -336,7 +344,7 @@ def test_key_length_limits(spans: SpanCapture, member: str, kept: bool) -> None:
 
 
 def test_each_outgoing_request_gets_its_own_parent_id(spans: SpanCapture) -> None:
-    ctx = extract_trace_context({"traceparent": VALID}, trust=True)
+    ctx = extract_trace_context({"traceparent": VALID})
     parents = set()
     for _ in range(3):
         with spans.manager.span("call", context=ctx):

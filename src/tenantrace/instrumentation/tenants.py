@@ -54,8 +54,8 @@ _ANCHOR_KEY: Final = otel_context.create_key("tenantrace.tenant_anchor")
 _SPAN_KEY: Final[str | None] = getattr(
     importlib.import_module("opentelemetry.trace.propagation"), "_SPAN_KEY", None
 )
-# The attribute naming the tenant, on every provider's Resource and on every
-# exported span (Phoenix keeps span attributes but not Resource attributes).
+# The attribute naming the tenant: on every provider's Resource, and on the spans
+# tenantrace starts itself (Phoenix keeps span attributes, not Resource ones).
 TENANT_ID_ATTRIBUTE: Final = "tenant.id"
 
 

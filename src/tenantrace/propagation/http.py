@@ -183,9 +183,10 @@ def _claimed_tenant(
             ctx = otel_baggage.set_baggage(TENANT_BAGGAGE_KEY, vouched, ctx)
         return vouched, ctx
     if claimed is None:
-        # A trusted caller that names no tenant (a service without tenantrace,
-        # the W3C test harness) does the default tenant's work.
-        return (get_telemetry_manager().config.default_tenant_id if policy.trusted else None), ctx
+        # No claim vouches for the remote parent: not even a trusted caller's trace
+        # is the default tenant's for sure (its egress policy may have withheld the
+        # tenant), so a span under it starts a new trace.
+        return None, ctx
     if policy.accepts(claimed, lambda: header_view(headers)):
         return str(claimed), ctx
     get_telemetry_manager().record_rejected_tenant()
