@@ -5,14 +5,18 @@ Built on wrapt so the decorated object keeps its name, docstring, signature
 behaviour (methods, classmethods, staticmethods). Whether a call is traced is
 decided in C by wrapt's ``enabled=`` gate: a disabled or level-gated decorator
 costs tens of nanoseconds. Generators and async generators get one span for the
-whole iteration; the span's context is attached only while a step runs, so an
-abandoned or early-closed generator never leaves a context behind.
+whole iteration, and run every step in a context of their own (see the
+generators section below): what the body sets never reaches the consumer, and
+an abandoned or early-closed generator never leaves a context behind.
 """
 
 from __future__ import annotations
 
+import contextvars
 import inspect
-from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
+import sys
+import types
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping, Sequence
 from typing import Any, Final, ParamSpec, TypeVar, cast, overload
 
 import wrapt
@@ -188,110 +192,162 @@ def _async_wrapper(call: _CallTracer) -> Callable[..., Any]:
     return wrapper
 
 
+# ------------------------------------------------------------- generators
+#
+# A decorated generator owns a ``contextvars.Context``, copied from its
+# caller's when it is called, and every step of its body (next, send, throw,
+# close; asend, athrow, aclose) runs inside it with ``ctx.run``. What the body
+# sets (a tenant scope, baggage, a current span) stays in force across its
+# yields and never reaches the consumer; what the consumer sets between steps
+# never reaches the body; ``finally`` and the collector's close run in it too.
+# The span starts in that context at the first step, and is current there
+# without ever being detached: nothing but the generator sees the context.
+# The wrapped generator is made at the first step too, after the wrapper: when
+# the cyclic collector frees both, CPython usually finalises the wrapper first,
+# which closes the body in its context. Not always: a sync generator freed in a
+# reference cycle may run its ``finally`` in the collector's context. Async
+# generators are exact (``_first_step``).
+
+
+@types.coroutine
+def _in_context(ctx: contextvars.Context, steps: Any) -> Generator[Any, Any, Any]:
+    """Delegate to ``steps`` (``yield from``) with each of its steps run in ``ctx``.
+
+    ``steps`` is a generator, or the iterator behind an awaitable (an async
+    generator's ``asend()``): awaited, this runs each resumption of the
+    awaitable in ``ctx``, since an ``await`` has no context of its own.
+    """
+    run = ctx.run
+    send = steps.send
+    try:
+        value = run(send, None)
+        while True:
+            try:
+                received = yield value
+            except GeneratorExit:
+                run(steps.close)
+                raise
+            except BaseException as thrown:
+                value = run(steps.throw, thrown)
+            else:
+                value = run(send, received)
+    except StopIteration as stop:
+        return stop.value
+
+
+def _start_in(
+    ctx: contextvars.Context, call: _CallTracer, instance: Any, args: Any, kwargs: Any
+) -> trace_api.Span | None:
+    """Start the span and make it current in ``ctx`` for good; None when not traced."""
+    try:
+        started = ctx.run(call.start, args, kwargs, instance)
+    except Exception:
+        return None
+    return None if started is None else cast("trace_api.Span", started[0])
+
+
 def _generator_wrapper(call: _CallTracer) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        return _traced_generator(call, wrapped, instance, args, kwargs)
+        ctx = contextvars.copy_context()
+        return _traced_generator(call, ctx, wrapped, instance=instance, args=args, kwargs=kwargs)
 
     return wrapper
 
 
 def _traced_generator(
-    call: _CallTracer, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any
+    call: _CallTracer,
+    ctx: contextvars.Context,
+    wrapped: Callable[..., Generator[Any, Any, Any]],
+    *,
+    instance: Any,
+    args: Any,
+    kwargs: Any,
 ) -> Generator[Any, Any, Any]:
-    try:
-        started = call.start(args, kwargs, instance)
-    except Exception:
-        started = None
-    if started is None:
-        return (yield from wrapped(*args, **kwargs))
-    span, token = started
-    # Re-attached around every step: the span and the tenant as of the first call.
-    active = otel_context.get_current()
-    otel_context.detach(token)  # type: ignore[arg-type]
+    span = _start_in(ctx, call, instance, args, kwargs)
     error: BaseException | None = None
     try:
-        gen = wrapped(*args, **kwargs)
-        to_send: Any = None
-        to_throw: BaseException | None = None
-        while True:
-            # The span is current only while the generator's own code runs.
-            token = otel_context.attach(active)
-            try:
-                value = gen.throw(to_throw) if to_throw is not None else gen.send(to_send)
-            except StopIteration as stop:
-                return stop.value
-            finally:
-                otel_context.detach(token)
-            to_throw = None
-            try:
-                to_send = yield value
-            except GeneratorExit:
-                gen.close()
-                raise
-            except BaseException as thrown:
-                to_throw = thrown
+        gen = ctx.run(wrapped, *args, **kwargs)
+        return (yield from _in_context(ctx, gen))
     except GeneratorExit:
         raise  # closed early by the consumer: not an error
     except BaseException as exc:
         error = exc
         raise
     finally:
-        end_span_with(span, error, record=call.record_exception)
+        if span is not None:
+            end_span_with(span, error, record=call.record_exception)
 
 
 def _async_generator_wrapper(call: _CallTracer) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        return _traced_async_generator(call, wrapped, instance, args, kwargs)
+        ctx = contextvars.copy_context()
+        return _traced_async_generator(
+            call, ctx, wrapped, instance=instance, args=args, kwargs=kwargs
+        )
 
     return wrapper
 
 
-async def _traced_async_generator(  # noqa: PLR0912 - asend/athrow/aclose each need a branch
-    call: _CallTracer, wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any
-) -> AsyncGenerator[Any, Any]:
+def _owned_by_its_wrapper(agen: object) -> None:
+    """The asyncgen finaliser of a wrapped async generator: nothing to do.
+
+    Its wrapper closes it, in its context. Were the event loop to finalise it
+    too (a reference cycle holding both, the loop's shutdown), it would close
+    it concurrently with its wrapper, in the loop's context.
+    """
+
+
+def _first_step(agen: AsyncGenerator[Any, Any]) -> Awaitable[Any]:
+    """``agen.asend(None)``, made under asyncgen hooks of ours (no body code runs here).
+
+    An async generator takes the thread's hooks when its first ``asend()`` is
+    made: the wrapped one is thus neither tracked nor finalised by the event
+    loop; only its wrapper is.
+    """
+    hooks = sys.get_asyncgen_hooks()
+    sys.set_asyncgen_hooks(None, _owned_by_its_wrapper)
     try:
-        started = call.start(args, kwargs, instance)
-    except Exception:
-        started = None
-    if started is None:
-        async for item in wrapped(*args, **kwargs):
-            yield item
-        return
-    span, token = started
-    # Re-attached around every step: the span and the tenant as of the first call.
-    active = otel_context.get_current()
-    otel_context.detach(token)  # type: ignore[arg-type]
+        return agen.asend(None)
+    finally:
+        sys.set_asyncgen_hooks(*hooks)
+
+
+async def _traced_async_generator(
+    call: _CallTracer,
+    ctx: contextvars.Context,
+    wrapped: Callable[..., AsyncGenerator[Any, Any]],
+    *,
+    instance: Any,
+    args: Any,
+    kwargs: Any,
+) -> AsyncGenerator[Any, Any]:
+    span = _start_in(ctx, call, instance, args, kwargs)
     error: BaseException | None = None
     try:
-        agen = wrapped(*args, **kwargs)
-        to_send: Any = None
-        to_throw: BaseException | None = None
+        agen = ctx.run(wrapped, *args, **kwargs)
+        step: Awaitable[Any] = _first_step(agen)
         while True:
-            token = otel_context.attach(active)
             try:
-                if to_throw is not None:
-                    value = await agen.athrow(to_throw)
-                else:
-                    value = await agen.asend(to_send)
+                value = await _in_context(ctx, step)
             except StopAsyncIteration:
                 return
-            finally:
-                otel_context.detach(token)
-            to_throw = None
             try:
-                to_send = yield value
+                received = yield value
             except GeneratorExit:
-                await agen.aclose()
+                await _in_context(ctx, agen.aclose())
                 raise
             except BaseException as thrown:
-                to_throw = thrown
+                step = agen.athrow(thrown)
+            else:
+                step = agen.asend(received)
     except GeneratorExit:
         raise
     except BaseException as exc:
         error = exc
         raise
     finally:
-        end_span_with(span, error, record=call.record_exception)
+        if span is not None:
+            end_span_with(span, error, record=call.record_exception)
 
 
 def _wrapper_for(target: Callable[..., Any], call: _CallTracer) -> Callable[..., Any]:
