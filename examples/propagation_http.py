@@ -1,5 +1,11 @@
 """HTTP propagation: one trace across two services, the tenant honoured only where trusted.
 
+One trace, one tenant: the orders service continues the caller's trace only when
+it trusts the caller's tenant claim (and works for that tenant). A forged claim
+is dropped: the request is the default tenant's, in a new trace of its own that
+links back to the caller's span (``tenantrace.link=parent``), so nothing of it
+can land in acme's trace, or in acme's project.
+
 Run: python examples/propagation_http.py  (no server: both "services" run in this
 process and talk through header dicts; spans are captured in memory and printed)
 """
@@ -51,20 +57,29 @@ with capture_spans() as spans:
         print("to a partner host  :", external, "(no baggage: not on the allowlist)")
 
     forged = {"traceparent": headers["traceparent"], "baggage": "tenant.id=globex"}
-    print("forged claim       :", orders_service(forged), "(no token: claim dropped)")
+    print("forged claim       :", orders_service(forged), "(no token: dropped; new trace)")
 
     print()
     for span in spans.spans():
         parent = span.parent_id or "-"
+        linked = [f"{link.context.span_id:016x}"[:8] for link in span.raw.links] if span.raw else []
         print(
             f"{span.name:15} tenant={span.tenant:8} project={span.project:20} "
-            f"trace={span.trace_id[:8]} parent={parent[:8]}"
+            f"trace={span.trace_id[:8]} parent={parent[:8]:8} links={linked}"
         )
     stats = spans.manager.get_stats()
     print("rejected tenant claims:", stats["rejected_tenants"])
 
-    trace_ids = {span.trace_id for span in spans.spans()}
-    assert len(trace_ids) == 1, "one trace across the services"
-    assert [s.tenant for s in spans.by_name("orders.create")] == ["acme", "default"]
+    root = spans.one("checkout")
+    trusted, forged_call = spans.by_name("orders.create")
+    # The trusted hop: acme's work, one trace across the services.
+    assert (trusted.tenant, trusted.trace_id) == ("acme", root.trace_id)
+    assert trusted.parent_id == root.span_id
+    # The forged claim: the default tenant's work, in a trace of its own, linked to the caller.
+    assert forged_call.tenant == "default"
+    assert forged_call.trace_id != root.trace_id and forged_call.parent_id is None
+    [link] = forged_call.raw.links if forged_call.raw else []
+    assert f"{link.context.span_id:016x}" == root.span_id
+    assert dict(link.attributes or {}) == {"tenantrace.link": "parent"}
     assert "baggage" not in external
     assert stats["rejected_tenants"] == 1
