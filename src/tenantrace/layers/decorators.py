@@ -32,7 +32,7 @@ from tenantrace.instrumentation.manager import (
     level_gate,
 )
 from tenantrace.instrumentation.spans import end_span_with, record_exception_once
-from tenantrace.instrumentation.tenants import TENANT_CONTEXT_KEY, validate_tenant_id
+from tenantrace.instrumentation.tenants import current_tenant, validate_tenant_id, with_tenant
 
 __all__ = ["get_current_span", "get_tracer", "trace_function"]
 
@@ -107,13 +107,8 @@ class _CallTracer:
         ctx = otel_context.get_current()
         if instrumentation_suppressed(ctx):
             return None
-        tenant: object = self.tenant_id
-        if tenant is None:
-            tenant = ctx.get(TENANT_CONTEXT_KEY)
         manager = get_telemetry_manager()
-        tracer: Tracer | None = manager.tracer_for(
-            tenant if isinstance(tenant, str) else None, self.project_name, SCOPE, ctx
-        )
+        tracer: Tracer | None = manager.tracer_for(self.tenant_id, self.project_name, SCOPE, ctx)
         if tracer is None:
             return None
         attributes = self.attributes
@@ -124,8 +119,8 @@ class _CallTracer:
             attributes = self._with_arguments(args, kwargs)
         # An explicit tenant is in the context before the span starts: a sampler
         # reads it with current_tenant(parent_context), and the children inherit it.
-        if self.tenant_id is not None and ctx.get(TENANT_CONTEXT_KEY) != self.tenant_id:
-            ctx = otel_context.set_value(TENANT_CONTEXT_KEY, self.tenant_id, ctx)
+        if self.tenant_id is not None and current_tenant(ctx) != self.tenant_id:
+            ctx = with_tenant(self.tenant_id, ctx)
         span = tracer.start_span(self.name, ctx, self.kind, attributes)
         manager.spans_started += 1
         token = otel_context.attach(trace_api.set_span_in_context(span, ctx))
