@@ -180,7 +180,8 @@ def test_a_plain_span_too_large_for_a_request_is_trimmed_not_sent_whole() -> Non
 @pytest.mark.parametrize("sync", [True, False], ids=["sync", "batch"])
 def test_a_span_of_an_odd_shape_is_exported_and_never_raises(sync: bool) -> None:
     # A library passing name=None: the one-pass path cannot judge it, the full path
-    # sends it as it is, and neither the caller nor the rest of the batch suffers.
+    # repairs it (a name that is not a string becomes its str()), and neither the
+    # caller nor the rest of the batch suffers.
     recorder = _Recorder()
     manager = TelemetryManager(
         TelemetryConfig(batch_config=BatchExportConfig(use_sync_export=sync)), exporter=recorder
@@ -191,7 +192,7 @@ def test_a_span_of_an_odd_shape_is_exported_and_never_raises(sync: bool) -> None
         with tracer.start_as_current_span(name):  # type: ignore[arg-type]
             pass
     assert manager.force_flush(5000)
-    assert [s.name for s in recorder.spans] == ["warm", "ok-1", None, "ok-2"]
+    assert [s.name for s in recorder.spans] == ["warm", "ok-1", "None", "ok-2"]
     manager.shutdown()
 
 

@@ -97,6 +97,8 @@ class TelemetryManager:
         self.extra_counters: dict[str, int] = {}
         self._exporter: SpanExporter | None = None
         self._pipeline: ExportPipeline | None = None
+        # The pipeline's counters stay readable after shutdown(): the final figures.
+        self._stats_pipeline: ExportPipeline | None = None
         self._registry: TenantRegistry | None = None
         # Secrets are redacted on the export thread by default; a transform the
         # caller gives runs after the scrubber, on the redacted span.
@@ -124,6 +126,7 @@ class TelemetryManager:
             self._pipeline = ExportPipeline(
                 exporter, self.config.batch_config, transform=self._span_transform
             )
+            self._stats_pipeline = self._pipeline
             self._registry = TenantRegistry(
                 self.config, self._pipeline, self._sampler, self._base_resource()
             )
@@ -238,6 +241,31 @@ class TelemetryManager:
 
     # ---------------------------------------------------------------- spans
 
+    def _span_name(self, name: object) -> str:
+        """A span name that is not a string: its ``str()``, counted; never raises."""
+        self.count("span_names_converted")
+        try:
+            text = str(name)
+        except Exception:  # a __str__ that raises, an int past the digit limit
+            text = f"<unprintable {type(name).__qualname__}>"
+        self.warn_once(
+            "span-name",
+            "tenantrace: a span name of type %s was converted to a string; "
+            "further conversions are only counted (span_names_converted)",
+            type(name).__qualname__,
+        )
+        return text
+
+    def _span_attributes(self, attributes: object) -> None:
+        """Attributes that are not a mapping: the span starts without them, counted."""
+        self.count("span_attributes_refused")
+        self.warn_once(
+            "span-attributes",
+            "tenantrace: span attributes of type %s are not a mapping and were left out; "
+            "further ones are only counted (span_attributes_refused)",
+            type(attributes).__qualname__,
+        )
+
     def start_span(
         self,
         name: str,
@@ -251,6 +279,15 @@ class TelemetryManager:
         scope: str = INSTRUMENTATION_SCOPE,
     ) -> Span:
         """Start (not activate) a span for the tenant; ``INVALID_SPAN`` when off or failing."""
+        if not isinstance(name, str):
+            name = self._span_name(name)
+        if (
+            attributes is not None
+            and type(attributes) is not dict
+            and not isinstance(attributes, Mapping)
+        ):
+            self._span_attributes(attributes)
+            attributes = None
         parent = otel_context.get_current() if context is None else context
         tenant, parent = self._tenant_and_parent(tenant_id, parent)
         tracer = self.tracer_for(tenant, project_name, scope, parent)
@@ -304,6 +341,17 @@ class TelemetryManager:
         """
         if not 0 < level.rank <= self._level_rank or self._registry is None:
             return NOOP_SCOPE
+        # Never raise into user code over a name or attributes of the wrong type:
+        # a name becomes its str(), attributes that are not a mapping are left out.
+        if not isinstance(name, str):
+            name = self._span_name(name)
+        if (
+            attributes is not None
+            and type(attributes) is not dict
+            and not isinstance(attributes, Mapping)
+        ):
+            self._span_attributes(attributes)
+            attributes = None
         # An explicit tenant does not depend on the context: resolve (and so
         # validate) it now, so a bad id raises where the caller passed it.
         tracer = None
@@ -395,9 +443,13 @@ class TelemetryManager:
     # ---------------------------------------------------------------- stats
 
     def get_stats(self) -> dict[str, Any]:
-        """Counters of the registry and the pipeline (a snapshot, safe to serialise)."""
+        """Counters of the registry and the pipeline (a snapshot, safe to serialise).
+
+        After ``shutdown()`` the pipeline's counters keep their final values
+        (``enabled`` is False, ``export_threads`` 0).
+        """
         registry = self._registry
-        pipeline = self._pipeline
+        pipeline = self._pipeline if self._pipeline is not None else self._stats_pipeline
         pstats = pipeline.stats if pipeline is not None else None
         stats: dict[str, Any] = {
             "enabled": self.enabled,
@@ -419,9 +471,14 @@ class TelemetryManager:
             "dropped_spans_by_tenant": dict(pstats.dropped_by_tenant) if pstats else {},
             "export_failures": pstats.export_failures if pstats else 0,
             "failed_export_spans": pstats.failed_spans if pstats else 0,
+            "repaired_spans": pstats.repaired_spans if pstats else 0,
+            "unexportable_spans": pstats.unexportable_spans if pstats else 0,
+            "transform_failures": pstats.transform_failures if pstats else 0,
+            "skipped_spans": pstats.skipped_spans if pstats else 0,
+            "export_paused": pipeline.breaker.is_open if pipeline else False,
             "queued_spans": pipeline.queued if pipeline else 0,
             "export_threads": 0
-            if pipeline is None or self.config.batch_config.use_sync_export
+            if self._pipeline is None or self.config.batch_config.use_sync_export
             else 1,
         }
         with self._stats_lock:
@@ -431,9 +488,13 @@ class TelemetryManager:
     def health(self, timeout_millis: int = 5000) -> dict[str, Any]:
         """The seed's health check: a test span flushed through the real pipeline.
 
-        ``status`` is ``disabled``, ``healthy``, ``degraded`` (the span did not
-        export in time, or the export failed) or ``unhealthy`` (telemetry could
-        not be initialised or the export thread is dead).
+        ``status`` is ``disabled``, ``healthy``, ``degraded`` (the test span
+        was not exported: its export failed, the circuit breaker skipped it, or
+        it was not exported within ``timeout_millis``) or ``unhealthy``
+        (telemetry could not be initialised, is shut down, or the export thread
+        is dead). ``error`` says which; ``stats`` is ``get_stats()`` taken
+        after the check, so it counts the test span's outcome (except an export
+        still under way when the timeout ran out: it is counted when it ends).
         """
         base = {
             "otlp_endpoint": self.config.otlp_endpoint,
@@ -442,30 +503,44 @@ class TelemetryManager:
         if not self.config.enabled or self.config.level is TelemetryLevel.DISABLED:
             return {"status": "disabled", **base, "stats": self.get_stats()}
         pipeline = self._pipeline
-        if self._registry is None or pipeline is None:
-            return {
-                "status": "unhealthy",
-                **base,
-                "error": "telemetry could not be initialised",
-                "stats": self.get_stats(),
-            }
-        if not pipeline.worker_alive:
-            return {
-                "status": "unhealthy",
-                **base,
-                "error": "export thread is not running",
-                "stats": self.get_stats(),
-            }
-        failures_before = pipeline.stats.export_failures
+        error = None
+        if self._is_shutdown:
+            error = "telemetry is shut down"
+        elif self._registry is None or pipeline is None:
+            error = "telemetry could not be initialised"
+        elif not pipeline.worker_alive:
+            error = "export thread is not running"
+        if error is not None or pipeline is None:
+            return {"status": "unhealthy", **base, "error": error, "stats": self.get_stats()}
+        error = self._check_export(pipeline, timeout_millis)
+        report: dict[str, Any] = {"status": "healthy" if error is None else "degraded", **base}
+        if error is not None:
+            report["error"] = error
+        report["stats"] = self.get_stats()
+        return report
+
+    def _check_export(self, pipeline: ExportPipeline, timeout_millis: int) -> str | None:
+        """Send one test span (tenant ``system``); None if it was exported, else why not."""
+        stats = pipeline.stats
+        failures, skipped = stats.export_failures, stats.skipped_spans
+        dropped = stats.dropped_by_tenant.get("system", 0)
         with self.span("health_check", tenant_id="system"):
             pass
-        flushed = self.force_flush(timeout_millis=timeout_millis)
-        healthy = flushed and pipeline.stats.export_failures == failures_before
-        return {
-            "status": "healthy" if healthy else "degraded",
-            **base,
-            "stats": self.get_stats(),
-        }
+        # Waits for the test span's export without consuming force_flush()'s report
+        # (in sync mode the span was exported, or skipped, as it ended).
+        in_time = pipeline.drain(timeout_millis)
+        if stats.skipped_spans != skipped:
+            return (
+                "exports are paused after a failed export (circuit breaker, "
+                f"{pipeline.breaker.interval_s:g} s); the test span was skipped"
+            )
+        if stats.export_failures != failures:
+            return "the export of the test span failed"
+        if stats.dropped_by_tenant.get("system", 0) != dropped:
+            return "the test span was dropped"
+        if not in_time:
+            return f"the test span was not exported within {timeout_millis} ms"
+        return None
 
 
 _manager: TelemetryManager | None = None

@@ -22,6 +22,13 @@ by the length of their queue (``_by_len``, the longest length tracked exactly);
 the index is kept up to date until the queue drains to half, then dropped. So
 the common path does no bookkeeping and a full queue never scans the tenants
 per span (one O(tenants) build per overflow episode).
+
+A bad span never costs another span: spans the OTLP encoder would refuse are
+repaired (or, when they cannot be, dropped alone) before export, and a request
+that still fails for a content reason is narrowed down to the span(s) at fault
+(see ``_deliver``); a collector failure is never retried here (the exporter's
+own bounded retries already ran). In sync mode a circuit breaker keeps a dead
+collector from costing every span its export timeout.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ from tenantrace.instrumentation.exporters import (
     rate_limit_otel_logs,
     resource_size,
     span_size,
+    unencodable,
 )
 from tenantrace.instrumentation.scrubbing import Scrubber
 from tenantrace.instrumentation.sessions import (
@@ -58,7 +66,7 @@ from tenantrace.instrumentation.sessions import (
     tenant_session_id,
 )
 
-__all__ = ["ExportPipeline", "PipelineStats", "TenantSpanProcessor"]
+__all__ = ["CircuitBreaker", "ExportPipeline", "PipelineStats", "TenantSpanProcessor"]
 
 _logger = logging.getLogger(__name__)
 
@@ -73,6 +81,16 @@ EXIT_FLUSH_MILLIS: Final = 5000
 # second, the process waits only this long more for it.
 EXIT_GRACE_MILLIS: Final = 500
 _STUCK_EXPORT_S: Final = 1.0
+
+# Sync mode's circuit breaker: after a failed export, exports are skipped for
+# BREAKER_INITIAL_S, the interval doubling after each failed probe up to BREAKER_MAX_S.
+BREAKER_INITIAL_S: Final = 1.0
+BREAKER_MAX_S: Final = 30.0
+
+# An exporter that raises on a request (not a transport error) has the request
+# halved until the span(s) it raises on are found: at most this many more
+# export calls per request, and no longer than the export timeout.
+MAX_ISOLATION_ATTEMPTS: Final = 32
 
 SpanTransform = Callable[[ReadableSpan], ReadableSpan]
 
@@ -99,7 +117,11 @@ class PipelineStats:
     export_failures: int = 0
     failed_spans: int = 0
     # Spans rewritten to fit one export request or to be encodable at all.
-    trimmed_spans: int = 0
+    repaired_spans: int = 0
+    # Spans that could not be encoded even repaired: dropped alone (also in dropped_*).
+    unexportable_spans: int = 0
+    # Sync mode: spans not sent while the circuit breaker was open (also in dropped_*).
+    skipped_spans: int = 0
     # Spans the span transform (scrubbing) raised on: dropped, never sent raw.
     transform_failures: int = 0
     dropped_by_tenant: dict[str, int] = field(default_factory=dict)
@@ -110,6 +132,12 @@ class PipelineStats:
         if key not in self.dropped_by_tenant and len(self.dropped_by_tenant) >= MAX_TENANT_COUNTERS:
             key = OTHER_TENANTS
         self.dropped_by_tenant[key] = self.dropped_by_tenant.get(key, 0) + count
+
+
+def _halves(start: int, end: int) -> list[tuple[int, int]]:
+    """The two halves of ``[start, end)``, the first half last (popped first)."""
+    middle = (start + end) // 2
+    return [(middle, end), (start, middle)]
 
 
 class _OnceLogger:
@@ -123,6 +151,67 @@ class _OnceLogger:
             return
         self._seen.add(kind)
         _logger.warning(message, *args)
+
+
+class CircuitBreaker:
+    """Skips exports for a growing interval after a collector failure (sync mode).
+
+    Closed, every export is attempted. A failed export opens it for
+    ``initial_s``; once that has passed, one export goes through as a probe
+    (others are still skipped): if the probe succeeds the breaker closes, if it
+    fails the breaker opens again for twice as long, up to ``max_s``.
+    """
+
+    def __init__(self, initial_s: float = BREAKER_INITIAL_S, max_s: float = BREAKER_MAX_S) -> None:
+        self.initial_s = initial_s
+        self.max_s = max_s
+        self._lock = threading.Lock()
+        self._interval = 0.0  # 0 while closed
+        self._open_until = 0.0
+        self._probing = False
+
+    @property
+    def is_open(self) -> bool:
+        return self._interval > 0
+
+    @property
+    def interval_s(self) -> float:
+        """How long exports are skipped after the last failure (0 while closed)."""
+        return self._interval
+
+    def allow(self) -> bool:
+        """True if an export may be attempted now (closed, or this caller is the probe)."""
+        if not self._interval:  # closed: the common case, no lock
+            return True
+        with self._lock:
+            if not self._interval:
+                return True
+            if self._probing or time.monotonic() < self._open_until:
+                return False
+            self._probing = True
+            return True
+
+    def succeeded(self) -> None:
+        if self._interval or self._probing:
+            with self._lock:
+                self._interval = 0.0
+                self._probing = False
+
+    def failed(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if self._interval and not self._probing and now < self._open_until:
+                return  # an export already under way when the breaker opened
+            self._interval = (
+                min(self._interval * 2, self.max_s) if self._interval else self.initial_s
+            )
+            self._open_until = now + self._interval
+            self._probing = False
+
+    def release(self) -> None:
+        """The probe sent nothing (its spans were dropped before export): let another probe."""
+        with self._lock:
+            self._probing = False
 
 
 class ExportPipeline:
@@ -191,6 +280,10 @@ class ExportPipeline:
         self._collector_down = False
         # When the export call in progress began (None between calls): read at exit.
         self._export_started: float | None = None
+        # Sync mode's circuit breaker; the losses (failed requests, skipped
+        # spans) counted when the last force_flush finished.
+        self.breaker = CircuitBreaker()
+        self._losses_at_flush = 0
 
     def _start_worker(self) -> None:
         self._worker = threading.Thread(target=self._run, name="tenantrace-export", daemon=True)
@@ -229,7 +322,10 @@ class ExportPipeline:
         if self._is_shutdown:
             return
         if self._sync:
-            self._export_now([span], tenant_id)
+            try:
+                self._export_now([span], tenant_id)
+            except Exception as exc:  # on the caller's thread: never into user code
+                self._log.warning("export-bug", "tenantrace: export step raised %r", exc)
             return
         with self._lock:
             self.stats.spans_ended += 1
@@ -362,34 +458,32 @@ class ExportPipeline:
             if stopping:
                 return
 
-    def _export_batch(self, batch: list[ReadableSpan], owners: list[str]) -> None:
+    def _export_batch(self, batch: list[ReadableSpan], owners: list[str]) -> bool | None:
+        """Export ``batch`` in requests that fit. False if the collector failed,
+        True if it took a request, None if nothing was sent."""
         spans, owners, sizes = self._prepare(batch, owners)
-        failed = False
+        outcome: bool | None = None
         for start, end in self._requests(spans, sizes):
-            chunk = spans[start:end]
-            if failed:  # the collector just failed: do not wait out its timeout again
-                result = SpanExportResult.FAILURE
-            else:
-                self._export_started = time.monotonic()
-                try:
-                    result = self._exporter.export(chunk)
-                except Exception as exc:  # an exporter must never kill the worker thread
-                    result = SpanExportResult.FAILURE
-                    self._log.warning("export-error", "tenantrace: span exporter raised %r", exc)
-                finally:
-                    self._export_started = None
-            failed = result is not SpanExportResult.SUCCESS
-            self._count_result(failed, owners[start:end])
+            chunk_owners = owners[start:end]
+            if outcome is False:  # the collector just failed: do not wait out its timeout again
+                self._count_failed(chunk_owners)
+                continue
+            delivered = self._deliver(spans[start:end], chunk_owners)
+            if delivered is not None:
+                outcome = delivered
+        return outcome
 
     def _prepare(
         self, batch: list[ReadableSpan], owners: list[str]
     ) -> tuple[list[ReadableSpan], list[str], list[int]]:
-        """Transform (scrub) each span and make it fit one request; drop what cannot be."""
+        """Transform (scrub) each span and make it encodable and fit one request;
+        drop (alone, counted) what cannot be."""
         spans: list[ReadableSpan] = []
         kept: list[str] = []
         sizes: list[int] = []
-        trimmed = 0
+        repaired = 0
         rejected: list[str] = []
+        unexportable: list[str] = []
         plain_path, plain_keys = self._plain_path, self._plain_keys
         for ended, owner in zip(batch, owners, strict=True):
             if plain_path:
@@ -412,21 +506,32 @@ class ExportPipeline:
                 continue
             try:
                 size, encodable = span_size(span)
-                if size > self._max_request_bytes or not encodable:
+            except Exception:  # a span of a shape no SDK makes: repaired below
+                size, encodable = self._max_request_bytes + 1, False
+            if size > self._max_request_bytes or not encodable:
+                try:
                     span = fit_span(span, self._max_request_bytes)
                     size = span_size(span)[0]
-                    trimmed += 1
-            except Exception as exc:  # an unforeseen span shape: send it as it is
-                size = self._max_request_bytes  # in a request of its own
-                self._log.warning("size", "tenantrace: could not size a span (%r)", exc)
+                except Exception as exc:
+                    # Cannot be repaired: dropped alone, before it can fail a request.
+                    unexportable.append(owner)
+                    self._log.warning(
+                        "unexportable",
+                        "tenantrace: dropped a span that cannot be encoded (%r); "
+                        "counted in get_stats() as unexportable_spans",
+                        exc,
+                    )
+                    continue
+                repaired += 1
             spans.append(span)
             kept.append(owner)
             sizes.append(size)
-        if trimmed or rejected:
+        if repaired or rejected or unexportable:
             with self._lock:
-                self.stats.trimmed_spans += trimmed
+                self.stats.repaired_spans += repaired
                 self.stats.transform_failures += len(rejected)
-                for owner in rejected:
+                self.stats.unexportable_spans += len(unexportable)
+                for owner in rejected + unexportable:
                     self.stats.count_drop(owner)
         return spans, kept, sizes
 
@@ -452,33 +557,207 @@ class ExportPipeline:
             runs.append((start, len(spans)))
         return runs
 
-    def _count_result(self, failed: bool, owners: list[str]) -> None:
-        with self._lock:
-            self._collector_down = failed
-            if failed:
-                self._not_full.notify_all()  # release callers blocked on a full queue
-            if not failed:
-                self.stats.exported_spans += len(owners)
+    def _attempt(self, chunk: Sequence[ReadableSpan]) -> tuple[bool, Exception | None]:
+        """One export call: (succeeded, the exception it raised if it raised)."""
+        self._export_started = time.monotonic()
+        try:
+            return self._exporter.export(chunk) is SpanExportResult.SUCCESS, None
+        except Exception as exc:  # an exporter must never kill the worker thread
+            self._log.warning("export-error", "tenantrace: span exporter raised %r", exc)
+            return False, exc
+        finally:
+            self._export_started = None
+
+    def _deliver(self, chunk: list[ReadableSpan], owners: list[str]) -> bool | None:
+        """Export one request; a content failure costs only the span(s) at fault.
+
+        An export fails either because the collector failed (refused, timed
+        out, answered an error: counted, never retried here, the exporter's own
+        bounded retries already ran) or because of what the request holds (a
+        span the encoder refuses: the gRPC exporter raises, the HTTP exporter
+        returns FAILURE). The real OTLP encoder, run locally without network,
+        tells them apart: the spans it refuses alone are dropped (counted) and
+        the rest is sent once more. An exporter that raises for a reason the
+        encoder does not show (not OTLP) has the request halved until the
+        span(s) it raises on are found (``_isolate``).
+
+        Returns False if the collector failed, True if it took spans, None if
+        nothing was sent.
+        """
+        ok, error = self._attempt(chunk)
+        if ok:
+            self._count_exported(owners)
+            return True
+        if isinstance(error, OSError):  # a transport error the exporter let through
+            self._count_failed(owners)
+            return False
+        try:
+            bad = unencodable(chunk)
+        except Exception:  # judging must not lose the request's accounting
+            bad = None
+        if bad:
+            return self._resend_without(chunk, owners, bad)
+        if error is None:  # FAILURE, and every span encodes: the collector failed
+            self._count_failed(owners)
+            return False
+        return self._isolate(chunk, owners)
+
+    def _resend_without(
+        self, chunk: list[ReadableSpan], owners: list[str], bad: list[int]
+    ) -> bool | None:
+        """Drop the spans at ``bad`` (counted) and send the rest of ``chunk`` once."""
+        refused = set(bad)
+        self._count_unexportable([owners[i] for i in bad])
+        rest = [i for i in range(len(chunk)) if i not in refused]
+        if not rest:
+            return None
+        rest_owners = [owners[i] for i in rest]
+        ok, _ = self._attempt([chunk[i] for i in rest])  # once: no further retry
+        if ok:
+            self._count_exported(rest_owners)
+            return True
+        self._count_failed(rest_owners)
+        return False
+
+    def _isolate(self, chunk: list[ReadableSpan], owners: list[str]) -> bool | None:
+        """The exporter raised on ``chunk``: halve it until the span(s) it raises on are
+        found and dropped; the other halves are sent (each part at most once).
+
+        A span counts as unexportable only if some other part of the request
+        went through: when nothing did (one span, or an exporter that raises on
+        everything), the exporter failed, not the content, and the request is
+        counted as a failed export. Bounded: at most ``MAX_ISOLATION_ATTEMPTS``
+        more export calls and the export timeout; a part that fails without
+        raising (the collector), raises a transport error, or is past the bound
+        is counted as failed.
+        """
+        deadline = time.monotonic() + self._block_s
+        attempts = 0
+        succeeded = failed = False
+        suspects: list[str] = []  # owners of the single spans the exporter raised on
+        stack = _halves(0, len(chunk)) if len(chunk) > 1 else []
+        if not stack:
+            suspects.extend(owners)
+        while stack:
+            start, end = stack.pop()
+            part_owners = owners[start:end]
+            if failed or attempts >= MAX_ISOLATION_ATTEMPTS or time.monotonic() > deadline:
+                self._count_failed(part_owners)
+                failed = True
+                continue
+            attempts += 1
+            ok, error = self._attempt(chunk[start:end])
+            if ok:
+                self._count_exported(part_owners)
+                succeeded = True
+            elif error is None or isinstance(error, OSError):  # the collector, not the content
+                self._count_failed(part_owners)
+                failed = True
+            elif end - start == 1:
+                suspects.extend(part_owners)
             else:
-                self.stats.export_failures += 1
-                self.stats.failed_spans += len(owners)
-                for tenant_id in owners:
-                    self.stats.count_drop(tenant_id)
+                stack.extend(_halves(start, end))
+        if suspects and succeeded:
+            self._count_unexportable(suspects)
+        elif suspects:
+            self._count_failed(suspects)
+            failed = True
         if failed:
-            self._log.warning(
-                "export-failed",
-                "tenantrace: export of %d spans failed; failures are counted in get_stats()",
-                len(owners),
-            )
+            return False
+        return True if succeeded else None
+
+    def _count_exported(self, owners: list[str]) -> None:
+        with self._lock:
+            self._collector_down = False
+            self.stats.exported_spans += len(owners)
+
+    def _count_failed(self, owners: list[str]) -> None:
+        """A request the collector did not take: its spans are dropped (counted per tenant)."""
+        with self._lock:
+            self._collector_down = True
+            self._not_full.notify_all()  # release callers blocked on a full queue
+            self.stats.export_failures += 1
+            self.stats.failed_spans += len(owners)
+            for tenant_id in owners:
+                self.stats.count_drop(tenant_id)
+        self._log.warning(
+            "export-failed",
+            "tenantrace: export of %d spans failed; failures are counted in get_stats()",
+            len(owners),
+        )
+
+    def _count_unexportable(self, owners: list[str]) -> None:
+        """Spans the exporter cannot encode: dropped alone (counted per tenant)."""
+        with self._lock:
+            self.stats.unexportable_spans += len(owners)
+            for tenant_id in owners:
+                self.stats.count_drop(tenant_id)
+        self._log.warning(
+            "unexportable-request",
+            "tenantrace: dropped %d span(s) the exporter could not encode; the rest of "
+            "the request was sent; counted in get_stats() as unexportable_spans",
+            len(owners),
+        )
 
     def _export_now(self, spans: Sequence[ReadableSpan], tenant_id: str) -> None:
-        self.stats.spans_ended += len(spans)
-        self._export_batch(list(spans), [tenant_id] * len(spans))
+        """Sync mode: export on the caller's thread, unless the circuit breaker is open."""
+        owners = [tenant_id] * len(spans)
+        with self._lock:
+            self.stats.spans_ended += len(spans)
+        breaker = self.breaker
+        if not breaker.allow():
+            with self._lock:
+                self.stats.skipped_spans += len(owners)
+                for owner in owners:
+                    self.stats.count_drop(owner)
+            return
+        outcome: bool | None = None
+        try:
+            outcome = self._export_batch(list(spans), owners)
+        finally:
+            if outcome is None:
+                breaker.release()
+            elif outcome:
+                breaker.succeeded()
+            else:
+                breaker.failed()
+                self._log.warning(
+                    "breaker",
+                    "tenantrace: export failed in sync mode; exports are now skipped for "
+                    "%.0f s, then %.0f s more after each failed attempt (up to %.0f s), and "
+                    "spans ended meanwhile are dropped and counted (skipped_spans)",
+                    breaker.initial_s,
+                    breaker.initial_s,
+                    breaker.max_s,
+                )
 
     # ------------------------------------------------------------- lifecycle
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Export everything queued so far; False if that took longer than the timeout."""
+        """Export everything queued so far. True only if nothing was lost.
+
+        False if the flush did not finish within the timeout, or if any export
+        failed (the collector did not take a request; in sync mode also a span
+        skipped by the circuit breaker) since the previous ``force_flush`` that
+        finished, or since the start: one lost request is reported once, by the
+        next flush, whether it failed before that flush began or during it.
+        Spans dropped for their own content (``unexportable_spans``), by the
+        transform or on a full queue are counted in ``get_stats()`` and do not
+        make a flush fail.
+        """
+        if self._is_shutdown:
+            return True
+        if not self.drain(timeout_millis):
+            return False
+        with self._lock:
+            losses = self.stats.export_failures + self.stats.skipped_spans
+            delivered = losses == self._losses_at_flush
+            self._losses_at_flush = losses
+        return delivered
+
+    def drain(self, timeout_millis: int = 30_000) -> bool:
+        """Wait until what is queued now has been exported or counted as lost;
+        False if that took longer than the timeout (or the worker is gone)."""
         if self._sync or self._is_shutdown:
             return True
         deadline = time.monotonic() + max(0, timeout_millis) / 1000

@@ -20,6 +20,7 @@ from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind
 from opentelemetry.util._decorator import _agnosticcontextmanager
 from opentelemetry.util.types import Attributes
 
+from tenantrace.instrumentation.spans import record_exception_event, record_exception_once
 from tenantrace.instrumentation.tenants import TENANT_CONTEXT_KEY, current_tenant, with_tenant
 
 if TYPE_CHECKING:
@@ -107,17 +108,38 @@ class RoutingTracer(trace_api.Tracer):
         token = None
         if tenant is not None and otel_context.get_value(TENANT_CONTEXT_KEY) != tenant:
             token = otel_context.attach(with_tenant(tenant))
+        # The user's exception is recorded here, not by use_span: the SDK formats
+        # it with str(exc), and an exception whose str() raises (or that holds an
+        # int past the digit limit) would come out replaced by that error.
         try:
             with trace_api.use_span(
-                span,
-                end_on_exit=end_on_exit,
-                record_exception=record_exception,
-                set_status_on_exception=set_status_on_exception,
+                span, end_on_exit=False, record_exception=False, set_status_on_exception=False
             ) as current:
                 yield current
+        except Exception as exc:
+            _record_escaped(span, exc, record_exception, set_status_on_exception)
+            raise
         finally:
-            if token is not None:
-                otel_context.detach(token)
+            try:
+                if end_on_exit:
+                    span.end()
+            finally:
+                if token is not None:
+                    otel_context.detach(token)
+
+
+def _record_escaped(span: Span, exc: Exception, record: bool, set_status: bool) -> None:
+    """What ``use_span`` does with an exception leaving its block, never raising:
+    the exception event, then ERROR status (a description the user set stands)."""
+    try:
+        if not span.is_recording():
+            return
+        if record:
+            record_exception_event(span, exc)
+        if set_status:
+            record_exception_once(span, exc, record=False)
+    except Exception:  # telemetry must never replace the user's exception
+        _logger.debug("tenantrace: could not record exception on span", exc_info=True)
 
 
 class TenantRoutingTracerProvider(trace_api.TracerProvider):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import traceback
 from collections.abc import Callable
 from types import TracebackType
 from typing import Final
@@ -32,7 +33,9 @@ __all__ = [
     "SpanScope",
     "activate_span",
     "end_span_with",
+    "exception_message",
     "name_tenant",
+    "record_exception_event",
     "record_exception_once",
 ]
 
@@ -42,18 +45,82 @@ ERROR_TYPE: Final = "error.type"
 # Marks an exception already recorded on a span so that enclosing traced calls
 # set their status to ERROR without adding the same exception event again.
 _RECORDED: Final = "__tenantrace_recorded__"
+# The status description tenantrace itself set on a span: not the user's.
+_OUR_DESCRIPTION: Final = "_tenantrace_description"
 
 
-def record_exception_once(span: Span, exc: BaseException, *, record: bool = True) -> None:
-    """Set ERROR status and ``error.type``; add the exception event if not done yet."""
+# What a span says of an exception whose str() raises (as the traceback module does).
+UNPRINTABLE: Final = "<exception str() failed>"
+
+
+def exception_message(exc: BaseException) -> str:
+    """``str(exc)``, never raising: an exception whose ``__str__`` raises, or that
+    holds an int past Python's digit limit, gives ``UNPRINTABLE``."""
+    try:
+        return str(exc)
+    except Exception:
+        return UNPRINTABLE
+
+
+def record_exception_event(span: Span, exc: BaseException, *, escaped: bool = False) -> None:
+    """``span.record_exception(exc)``, also for an exception ``str()`` fails on.
+
+    The SDK's ``record_exception`` calls ``str(exc)``; for an exception it
+    fails on, the same ``exception`` event is added with ``UNPRINTABLE`` as
+    its message. Raises only if the span itself does.
+    """
+    try:
+        str(exc)
+    except Exception:
+        module = type(exc).__module__
+        qualname = type(exc).__qualname__
+        span.add_event(
+            "exception",
+            {
+                "exception.type": qualname
+                if module in (None, "builtins")
+                else f"{module}.{qualname}",
+                "exception.message": UNPRINTABLE,
+                # The traceback module prints an unprintable exception without raising.
+                "exception.stacktrace": "".join(traceback.format_exception(exc)),
+                "exception.escaped": str(escaped),
+            },
+        )
+        return
+    span.record_exception(exc, escaped=escaped)
+
+
+def _user_description(span: Span) -> bool:
+    """True when the span has an ERROR status with a description tenantrace did not set."""
+    status = getattr(span, "status", None)  # SDK spans; others cannot tell
+    if status is None or getattr(status, "status_code", None) is not StatusCode.ERROR:
+        return False
+    description = getattr(status, "description", None)
+    return bool(description) and description != getattr(span, _OUR_DESCRIPTION, None)
+
+
+def record_exception_once(
+    span: Span, exc: BaseException, *, record: bool = True, set_status: bool = True
+) -> None:
+    """Set ERROR status and ``error.type``; add the exception event if not done yet.
+
+    A description the span already has with an ERROR status (set by the user
+    before the exception escaped) stands; otherwise the status says
+    ``"Type: message"``. Never raises, whatever ``exc`` or the span do.
+    """
     try:
         if not span.is_recording():
             return
-        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:1024]))
+        if set_status and not _user_description(span):
+            message = exception_message(exc)
+            description = f"{type(exc).__name__}: {message}"[:1024]
+            span.set_status(Status(StatusCode.ERROR, description))
+            with contextlib.suppress(AttributeError, TypeError):  # a span with __slots__
+                setattr(span, _OUR_DESCRIPTION, description)
         span.set_attribute(ERROR_TYPE, type(exc).__qualname__)
         if not record or getattr(exc, _RECORDED, False) or _recorded_by_user(span, exc):
             return
-        span.record_exception(exc, escaped=True)
+        record_exception_event(span, exc, escaped=True)
         # Exceptions with __slots__ cannot be marked; they may be recorded twice.
         with contextlib.suppress(AttributeError, TypeError):
             setattr(exc, _RECORDED, True)
@@ -71,7 +138,7 @@ def _recorded_by_user(span: Span, exc: BaseException) -> bool:
     events = getattr(span, "events", None)  # SDK spans only; others cannot tell
     if not events:
         return False
-    message = str(exc)
+    message = exception_message(exc)
     qualname = type(exc).__qualname__
     for event in events[-_RECENT_EVENTS:]:
         attributes = event.attributes or {}

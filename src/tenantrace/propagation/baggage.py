@@ -40,12 +40,16 @@ TENANT_BAGGAGE_KEY: Final = "tenant.id"
 
 
 def _refuse(reason: str, key: object) -> None:
+    try:
+        name = str(key)[:64]
+    except Exception:  # a key whose __str__ raises
+        name = f"<{type(key).__qualname__}>"
     manager = get_telemetry_manager()
     manager.count("propagation.baggage_refused")
     manager.warn_once(
         "baggage.refused",
         "tenantrace: baggage %r refused (%s); further refusals are only counted",
-        str(key)[:64],
+        name,
         reason,
     )
 
@@ -54,8 +58,17 @@ def _with_pair(key: object, value: object, context: Context) -> Context | None:
     if not isinstance(key, str) or not is_token(key):
         _refuse("the key is not a token", key)
         return None
-    text = value if isinstance(value, str) else str(value)
-    if len(key) + 1 + len(quote_plus(text)) > MAX_BAGGAGE_MEMBER_BYTES:
+    try:
+        text = value if isinstance(value, str) else str(value)
+    except Exception:  # a __str__ that raises, an int past the digit limit
+        _refuse("the value cannot be converted to a string", key)
+        return None
+    try:
+        encoded = quote_plus(text)
+    except UnicodeEncodeError:  # a lone surrogate (e.g. "\ud800" from JSON): not UTF-8
+        _refuse("the value is not valid Unicode", key)
+        return None
+    if len(key) + 1 + len(encoded) > MAX_BAGGAGE_MEMBER_BYTES:
         _refuse(f"over {MAX_BAGGAGE_MEMBER_BYTES} bytes once encoded", key)
         return None
     current = otel_baggage.get_all(context)
