@@ -371,24 +371,7 @@ def test_default_tenant_root_with_tenant_work_below_it(
     assert_isolated_in_phoenix(phoenix, seen, process_a.suffix)
 
 
-@pytest.mark.parametrize(
-    "door",
-    [
-        "resolved",
-        pytest.param(
-            "gateway",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "src bug: propagation/http.py _claimed_tenant/_apply_tenant give the remote "
-                    "parent the gateway's tenant even when the caller claimed another: globex's "
-                    "spans join acme's trace, and Phoenix files the whole trace (acme's spans "
-                    "too) in the project of whichever span it received first"
-                ),
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("door", ["resolved", "gateway"])
 def test_acme_calling_a_globex_service_starts_a_linked_trace_there(
     phoenix: PhoenixServer, process_a: ProcessA, service_b: str, door: str
 ) -> None:

@@ -273,3 +273,24 @@ def test_the_entry_point_names_the_propagator() -> None:
 
     (found,) = entry_points(group="opentelemetry_propagator", name="tenantrace")
     assert found.load() is TenantPropagator
+
+
+def test_the_gateway_names_the_request_not_whose_trace_the_caller_is_in(
+    spans: SpanCapture,
+) -> None:
+    from opentelemetry import context as otel_context
+
+    policy = TenantTrustPolicy(trusted=True, tenant_header="x-gateway-tenant")
+    with tenant_scope("acme"), spans.manager.span("acme call"):
+        headers = inject_trace_context()  # claims acme, trusted
+    for gateway, continued in (("globex", False), ("acme", True)):
+        ctx = extract_trace_context({**headers, "x-gateway-tenant": gateway}, trust=policy)
+        token = otel_context.attach(ctx)
+        try:
+            with spans.manager.span(f"{gateway} serve"):
+                pass
+        finally:
+            otel_context.detach(token)
+        served, call = spans.one(f"{gateway} serve"), spans.one("acme call")
+        assert served.tenant == gateway
+        assert (served.trace_id == call.trace_id) is continued

@@ -169,47 +169,56 @@ def _extract_baggage(fields: Fields, ctx: Context) -> Context:
 
 def _claimed_tenant(
     ctx: Context, headers: object, trust: TrustArg, gateway: list[str] | None
-) -> tuple[str | None, Context]:
-    """The tenant the carrier is trusted to name, and ``ctx`` without a refused claim."""
+) -> tuple[str | None, str | None, Context]:
+    """The request's tenant, the caller's (its span's) tenant, and ``ctx`` without a
+    refused claim; None where nothing trusted names one.
+
+    They differ behind a gateway: its header names the request's tenant, while
+    only the caller's own claim, accepted by the policy, says whose trace the
+    caller's span is in.
+    """
     if isinstance(headers, SpanCarrier) and headers.tenant is not None:
         # Captured in this process by create_carrier_from_span: not a claim.
-        return headers.tenant, ctx
+        return headers.tenant, headers.tenant, ctx
     policy = resolve_trust(trust)
     claimed = otel_baggage.get_baggage(TENANT_BAGGAGE_KEY, ctx)
-    vouched = policy.gateway_tenant(gateway) if gateway else None
-    if vouched is not None:
-        if claimed is not None and claimed != vouched:
+    accepted: str | None = None
+    if claimed is not None:
+        if policy.accepts(claimed, lambda: header_view(headers)):
+            accepted = str(claimed)
+        else:
             get_telemetry_manager().record_rejected_tenant()
-            ctx = otel_baggage.set_baggage(TENANT_BAGGAGE_KEY, vouched, ctx)
-        return vouched, ctx
-    if claimed is None:
-        # No claim vouches for the remote parent: not even a trusted caller's trace
-        # is the default tenant's for sure (its egress policy may have withheld the
-        # tenant), so a span under it starts a new trace.
-        return None, ctx
-    if policy.accepts(claimed, lambda: header_view(headers)):
-        return str(claimed), ctx
-    get_telemetry_manager().record_rejected_tenant()
-    return None, otel_baggage.remove_baggage(TENANT_BAGGAGE_KEY, ctx)
+            ctx = otel_baggage.remove_baggage(TENANT_BAGGAGE_KEY, ctx)
+    vouched = policy.gateway_tenant(gateway) if gateway else None
+    if vouched is None:
+        # No claim, no tenant: not even a trusted caller's trace is the default
+        # tenant's for sure (its egress policy may have withheld the tenant).
+        return accepted, accepted, ctx
+    if claimed is not None and claimed != vouched:
+        if accepted is None:  # counted once
+            get_telemetry_manager().record_rejected_tenant()
+        ctx = otel_baggage.set_baggage(TENANT_BAGGAGE_KEY, vouched, ctx)
+    return vouched, accepted, ctx
 
 
 def _apply_tenant(
     ctx: Context, headers: object, trust: TrustArg, gateway: list[str] | None = None
 ) -> Context:
-    """Judge the carrier's tenant; the remote parent keeps it, the context takes it.
+    """Judge the carrier's tenant; the remote parent keeps the caller's, the context
+    takes the request's.
 
-    The remote parent span becomes a ``TenantNonRecordingSpan`` of the trusted
-    tenant, so a span of that same tenant continues its trace; under any other
-    remote parent a span starts a new trace (see ``TenantTracer``). A tenant
-    already in ``ctx`` (a local scope) stays the context's tenant.
+    The remote parent span becomes a ``TenantNonRecordingSpan`` of the caller's
+    trusted tenant, so a span of that same tenant continues its trace; under
+    any other remote parent a span starts a new trace (see ``TenantTracer``).
+    A tenant already in ``ctx`` (a local scope) stays the context's tenant.
     """
-    tenant, ctx = _claimed_tenant(ctx, headers, trust, gateway)
+    tenant, callers, ctx = _claimed_tenant(ctx, headers, trust, gateway)
     remote = trace_api.get_current_span(ctx)
     local = ctx.get(TENANT_CONTEXT_KEY)
     chosen = local if isinstance(local, str) else tenant
-    if tenant is not None and remote.get_span_context().is_valid:
-        remote = TenantNonRecordingSpan(remote.get_span_context(), tenant)
-        return with_tenant(chosen or tenant, ctx, span=remote)
+    if callers is not None and remote.get_span_context().is_valid:
+        remote = TenantNonRecordingSpan(remote.get_span_context(), callers)
+        return with_tenant(chosen or callers, ctx, span=remote)
     return ctx if chosen is None else with_tenant(chosen, ctx)
 
 
