@@ -34,7 +34,12 @@ def test_sigterm_flushes_what_is_queued_then_dies_of_it() -> None:
         "OTEL_BSP_SCHEDULE_DELAY": "60000",  # nothing would be exported before the signal
     }
     result = subprocess.run(
-        [sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", CHILD],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == -signal.SIGTERM, result.stderr
     assert "ready" in result.stdout

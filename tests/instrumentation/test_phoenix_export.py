@@ -66,7 +66,7 @@ def test_tenant_spans_reach_only_their_own_phoenix_project(
     manager = _manager(phoenix, protocol, sync)
     try:
         for index, tenant in enumerate(tenants):
-            project = sent.setdefault(f"cogniverse-{tenant}", {})
+            project = sent.setdefault(manager.config.get_project_name(tenant), {})
             with (
                 manager.span(f"{tenant}.parent", tenant_id=tenant) as parent,
                 manager.span(f"{tenant}.child", tenant_id=tenant) as child,  # inside parent
@@ -79,7 +79,7 @@ def test_tenant_spans_reach_only_their_own_phoenix_project(
                     project[_hex(solo)] = (name, tenant, None)
         video_tenant = tenants[0]
         with manager.span("video.search", tenant_id=video_tenant, project_name="video") as video:
-            sent[f"cogniverse-{video_tenant}-video"] = {
+            sent[manager.config.get_project_name(video_tenant, "video")] = {
                 _hex(video): ("video.search", video_tenant, None)
             }
         total = sum(len(spans) for spans in sent.values())
@@ -125,7 +125,8 @@ def test_error_span_arrives_with_error_status_and_exception_event(
             pass
         assert manager.force_flush(timeout_millis=10_000) is True
 
-        got = wait_for_spans(phoenix.http_url, f"cogniverse-{tenant}", 2, timeout_s=30)
+        project = manager.config.get_project_name(tenant)
+        got = wait_for_spans(phoenix.http_url, project, 2, timeout_s=30)
         assert sorted(s["name"] for s in got) == ["failing.op", "fine.op"]
         failing: dict[str, Any] = next(s for s in got if s["name"] == "failing.op")
         assert failing["context"]["span_id"] == span_id
