@@ -1,0 +1,230 @@
+"""Secrets by shape: credentials inside free text, and secrets inside URLs.
+
+Key-based redaction (``scrubbing``) catches ``password=...`` attributes; it
+cannot see a bearer token quoted in an exception message, a JWT in a status
+description, or ``?api_key=...`` in ``url.full``. These functions find them
+by their shape and return the text with the secret replaced by
+``[REDACTED]``; text with nothing to redact is returned as the same object, so
+callers can tell with ``is`` that nothing changed.
+
+What is recognised (``redact_text``):
+
+- ``Authorization``-style credentials: ``Bearer <token>``, ``Basic <base64>``,
+  ``Token <token>``, ``Digest ...`` (the scheme word stays);
+- JSON Web Tokens (three base64url parts, the first starting ``eyJ``);
+- cloud keys: AWS access key ids (``AKIA``/``ASIA``... and 16 more), AWS secret
+  keys after ``aws_secret_access_key``, Google API keys (``AIza``), GitHub,
+  GitLab, Slack and Stripe tokens, by their documented prefixes;
+- PEM private-key blocks (``-----BEGIN ... PRIVATE KEY-----`` to ``END``);
+- ``password=`` / ``pwd=`` / ``secret=`` / ``token=`` / ``api_key=`` pairs in
+  connection strings, query strings and ``key: value`` text (the key stays);
+- userinfo in URLs (``scheme://user:pass@host`` keeps ``scheme://host``).
+
+``redact_url`` additionally drops userinfo and redacts query parameters whose
+names, percent-decoded and case-folded, name a secret.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Final
+from urllib.parse import unquote_plus
+
+__all__ = ["REDACTED", "SECRET_NAMES", "SECRET_QUERY_NAMES", "redact_text", "redact_url"]
+
+REDACTED: Final = "[REDACTED]"
+
+# The names whose values are secrets in "name=value" text and URL queries,
+# compared after percent-decoding, case folding and dropping separators.
+SECRET_NAMES: Final = frozenset(
+    {
+        "password",
+        "passwd",
+        "pass",
+        "pwd",
+        "pw",
+        "passphrase",
+        "pin",
+        "otp",
+        "secret",
+        "clientsecret",
+        "token",
+        "accesstoken",
+        "refreshtoken",
+        "idtoken",
+        "authtoken",
+        "apikey",
+        "apitoken",
+        "accesskey",
+        "secretkey",
+        "privatekey",
+        "sig",
+        "signature",
+        "xamzsignature",
+        "xamzcredential",
+        "xamzsecuritytoken",
+        "credential",
+        "credentials",
+        "csrf",
+        "csrftoken",
+        "xsrftoken",
+        "sessionid",
+        "sessionkey",
+        "auth",
+        "authorization",
+        "connstr",
+        "connectionstring",
+        "dsn",
+        "jwt",
+        "bearer",
+    }
+)
+# In a URL query these name secrets too (a Google API "key", an OAuth "code", a
+# web "session"); in free text they are too often ordinary words ("status code: 500").
+SECRET_QUERY_NAMES: Final = SECRET_NAMES | {"key", "code", "session", "state"}
+_SEPARATORS: Final = re.compile(r"[\s._\-]+")
+
+# Cheap first test: text without any of these cannot hold a shape we redact.
+_HINTS: Final = re.compile(
+    r"bearer|basic|token|digest|eyj|akia|asia|aroa|aida|aiza|ghp_|gho_|ghu_|ghs_|ghr_|"
+    r"github_pat_|glpat-|xox[abposr]-|sk_live|rk_live|private key|://[^/\s]*@|"
+    r"pass|pwd|pw|secret|key|sig|otp|pin|csrf|xsrf|session|auth|cred|conn|dsn|jwt|code",
+    re.IGNORECASE,
+)
+
+_SHAPES: Final[tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...]] = (
+    # PEM private keys: the whole block.
+    (
+        re.compile(
+            r"-----BEGIN[A-Z ]*PRIVATE KEY-----.*?(?:-----END[A-Z ]*PRIVATE KEY-----|\Z)",
+            re.DOTALL,
+        ),
+        lambda m: REDACTED,
+    ),
+    # JWT: header.payload.signature, base64url, header starting {" -> eyJ.
+    (
+        re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),
+        lambda m: REDACTED,
+    ),
+    # Authorization schemes: keep the scheme word.
+    (
+        re.compile(
+            r"\b(Bearer|Basic|Token|Digest|Negotiate|ApiKey)(\s+)([A-Za-z0-9._~+/=:\-]{8,}"
+            r"(?:,\s*[A-Za-z]+=\"[^\"]*\")*)",
+            re.IGNORECASE,
+        ),
+        lambda m: f"{m[1]}{m[2]}{REDACTED}",
+    ),
+    # Cloud and platform keys by their documented prefixes.
+    (
+        re.compile(
+            r"\b(?:(?:AKIA|ASIA|AROA|AIDA|AGPA|AIPA|ANPA|ANVA|APKA|ABIA|ACCA)[A-Z0-9]{16}"
+            r"|AIza[0-9A-Za-z_\-]{35}"
+            r"|gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255}"
+            r"|glpat-[A-Za-z0-9_\-]{20,}"
+            r"|xox[abposr]-[A-Za-z0-9\-]{10,}"
+            r"|(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,})\b"
+        ),
+        lambda m: REDACTED,
+    ),
+    # Userinfo in any URL inside the text.
+    (
+        re.compile(r"\b([A-Za-z][A-Za-z0-9+.\-]*://)[^/\s@?#]*@"),
+        lambda m: m[1],
+    ),
+)
+
+# name=value / name: value / "name": "value" pairs whose name is a secret.
+_PAIR: Final = re.compile(
+    r"""(?P<name>["']?(?P<bare>[A-Za-z][A-Za-z0-9_.\-]{0,40})["']?)(?P<sep>\s*[=:]\s*)"""
+    # A quoted value runs to its closing quote, or to the end when there is none.
+    r"""(?P<value>"[^"]*"?|'[^']*'?|[^\s;,&"'}\]]+)"""
+)
+
+
+# A name ending in one of these names a secret too: aws_secret_access_key,
+# x-session-token, db_password, stripe_api_key.
+_SECRET_SUFFIXES: Final = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "accesskey",
+    "secretkey",
+    "privatekey",
+    "signature",
+    "credential",
+    "credentials",
+    "connectionstring",
+    "connstr",
+)
+
+
+def _secret_name(name: str, names: frozenset[str] = SECRET_NAMES) -> bool:
+    compact = _SEPARATORS.sub("", unquote_plus(name).casefold())
+    return compact in names or compact.endswith(_SECRET_SUFFIXES)
+
+
+def _redact_pair(match: re.Match[str]) -> str:
+    if not _secret_name(match["bare"]) or match["value"].startswith(REDACTED[:-1]):
+        return match[0]
+    value = match["value"]
+    quote = value[0] if value[:1] in ("'", '"') else ""
+    closing = quote if len(value) > 1 and value.endswith(quote) else ""
+    return f"{match['name']}{match['sep']}{quote}{REDACTED}{closing}"
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every credential it holds replaced; the same object if none."""
+    if _HINTS.search(text) is None:
+        return text
+    redacted = text
+    for pattern, replace in _SHAPES:
+        redacted = pattern.sub(replace, redacted)
+    redacted = _PAIR.sub(_redact_pair, redacted)
+    return text if redacted == text else redacted
+
+
+_URL: Final = re.compile(
+    r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*:)?(?P<authority>//[^/?#]*)?"
+    r"(?P<path>[^?#]*)(?P<query>\?[^#]*)?(?P<fragment>#.*)?$",
+    re.DOTALL,
+)
+
+
+def _redact_query(query: str) -> str:
+    parts = []
+    for part in query.split("&"):
+        name, eq, _ = part.partition("=")
+        secret = eq and _secret_name(name, SECRET_QUERY_NAMES)
+        parts.append(f"{name}={REDACTED}" if secret else part)
+    return "&".join(parts)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without userinfo, its secret query parameters and credentials redacted.
+
+    Also takes a bare query (``api_key=x&page=2``) or a target (``/path?q=1``).
+    Returns the same object when nothing changes.
+    """
+    match = _URL.match(url)
+    if match is None:  # pragma: no cover - the pattern matches any string
+        return redact_text(url)
+    authority = match["authority"] or ""
+    if "@" in authority:
+        authority = "//" + authority.rsplit("@", 1)[1]
+    query = match["query"]
+    path = match["path"]
+    if query is not None:
+        query = "?" + _redact_query(query[1:])
+    elif "=" in path and not match["scheme"] and not authority:  # a bare query string
+        path = _redact_query(path)
+    fragment = match["fragment"] or ""
+    if "=" in fragment:
+        fragment = "#" + _redact_query(fragment[1:])
+    rebuilt = f"{match['scheme'] or ''}{authority}{path}{query or ''}{fragment}"
+    rebuilt = redact_text(rebuilt)
+    return url if rebuilt == url else rebuilt
