@@ -500,10 +500,15 @@ class ExportPipeline:
             try:
                 span = ended if self._transform is None else self._transform(ended)
             except Exception as exc:
-                # Never export a span raw when its scrubbing failed: drop and count it.
-                rejected.append(owner)
-                self._log.warning("transform", "tenantrace: span transform raised %r", exc)
-                continue
+                # A span of an odd shape (an int attribute key): repaired, it may scrub.
+                retried = self._transform_repaired(ended)
+                if retried is None:
+                    # Never export a span raw when its scrubbing failed: drop and count it.
+                    rejected.append(owner)
+                    self._log.warning("transform", "tenantrace: span transform raised %r", exc)
+                    continue
+                span = retried
+                repaired += 1
             try:
                 size, encodable = span_size(span)
             except Exception:  # a span of a shape no SDK makes: repaired below
@@ -534,6 +539,15 @@ class ExportPipeline:
                 for owner in rejected + unexportable:
                     self.stats.count_drop(owner)
         return spans, kept, sizes
+
+    def _transform_repaired(self, ended: ReadableSpan) -> ReadableSpan | None:
+        """The transform of ``ended`` made encodable first; None if it still fails."""
+        if self._transform is None:
+            return None
+        try:
+            return self._transform(fit_span(ended, self._max_request_bytes))
+        except Exception:
+            return None
 
     def _requests(self, spans: list[ReadableSpan], sizes: list[int]) -> list[tuple[int, int]]:
         """Split ``spans`` into runs whose estimated OTLP request fits the byte budget."""
