@@ -590,7 +590,7 @@ def _text(value: object) -> str:
     try:
         text = str(value)
     except Exception:  # a __str__ that raises
-        text = f"<unprintable {type(value).__qualname__}>"
+        text = f"<unprintable {type(value).__name__}>"
     return _repair_str(text)
 
 

@@ -247,7 +247,7 @@ class TelemetryManager:
         try:
             text = str(name)
         except Exception:  # a __str__ that raises, an int past the digit limit
-            text = f"<unprintable {type(name).__qualname__}>"
+            text = f"<unprintable {type(name).__name__}>"
         self.warn_once(
             "span-name",
             "tenantrace: a span name of type %s was converted to a string; "
