@@ -106,8 +106,9 @@ def test_the_tenant_of_a_project_is_read_back_through_the_templates() -> None:
         "cogniverse-acme",
         "cogniverse-globex",
         "cogniverse-globex-orchestration",
-        "cogniverse-tenant-123",
+        "cogniverse-tenant~123",
         "cogniverse-tenant-123-video",
+        "cogniverse-tenant-123",  # tenant "tenant"'s service "123" (names are injective)
         "someone-elses-project",
     ]
     with PhoenixAnalytics(phoenix_url="http://127.0.0.1:9") as phoenix:
@@ -116,7 +117,8 @@ def test_the_tenant_of_a_project_is_read_back_through_the_templates() -> None:
         "cogniverse-acme": "acme",
         "cogniverse-globex": "globex",
         "cogniverse-globex-orchestration": "globex",
-        "cogniverse-tenant-123": "tenant-123",
+        "cogniverse-tenant~123": "tenant-123",
         "cogniverse-tenant-123-video": "tenant-123",
+        "cogniverse-tenant-123": "tenant",
         "someone-elses-project": None,
     }

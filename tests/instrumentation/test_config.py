@@ -61,6 +61,8 @@ def test_project_names_are_injective(
     config = TelemetryConfig(tenant_project_template=project, tenant_service_template=service)
     if first != second:
         assert config.get_project_name(*first) != config.get_project_name(*second)
+    # ... and each name reads back as exactly its pair.
+    assert config.parse_project_name(config.get_project_name(*first)) == first
 
 
 @pytest.mark.parametrize(

@@ -169,8 +169,8 @@ def test_slow_collector_within_the_timeout_gets_every_span(
     received = collector.wait_for(60)
     assert len(received) == 60
     assert sorted({(s.tenant, s.project) for s in received}) == [
-        ("tenant-0", "cogniverse-tenant-0"),
-        ("tenant-1", "cogniverse-tenant-1"),
+        ("tenant-0", "cogniverse-tenant~0"),
+        ("tenant-1", "cogniverse-tenant~1"),
     ]
     stats = manager.get_stats()
     assert stats["exported_spans"] == 60

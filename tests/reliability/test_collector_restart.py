@@ -14,7 +14,7 @@ import threading
 import pytest
 from reliability_fakes import ManagerFactory, OtlpGrpcCollector, OtlpHttpCollector
 
-from tenantrace import TelemetryManager
+from tenantrace import TelemetryConfig, TelemetryManager
 
 PROTOCOLS = ["http/protobuf", "grpc"]
 
@@ -58,8 +58,8 @@ def test_spans_after_a_restart_arrive_and_the_outage_is_counted(
         assert manager.force_flush(5000)
         received = second.wait_for(30)
         assert sorted(s.name for s in received) == ["after"] * 30
-        assert {s.project for s in received} == {f"cogniverse-tenant-{i}" for i in range(3)}
-        assert all(s.project == f"cogniverse-{s.tenant}" for s in received)
+        assert {s.project for s in received} == {f"cogniverse-tenant~{i}" for i in range(3)}
+        assert all(s.project == TelemetryConfig().get_project_name(s.tenant) for s in received)
         stats = manager.get_stats()
         assert stats["exported_spans"] == 60
         assert stats["dropped_spans"] == 30

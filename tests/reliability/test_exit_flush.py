@@ -57,7 +57,7 @@ def test_spans_queued_at_exit_are_delivered(http_collector: OtlpHttpCollector) -
     assert "queued 25" in result.stdout  # nothing had been exported before exit
     received = http_collector.wait_for(25, timeout=5)
     assert len(received) == 25
-    assert {s.project for s in received} == {f"cogniverse-tenant-{i}" for i in range(5)}
+    assert {s.project for s in received} == {f"cogniverse-tenant~{i}" for i in range(5)}
 
 
 def test_exit_with_a_black_holed_collector_waits_a_bounded_time(black_hole: BlackHole) -> None:

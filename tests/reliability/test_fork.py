@@ -19,7 +19,7 @@ from contextlib import ExitStack
 import pytest
 from reliability_fakes import ManagerFactory, OtlpGrpcCollector, OtlpHttpCollector
 
-from tenantrace import TelemetryManager
+from tenantrace import TelemetryConfig, TelemetryManager
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -119,7 +119,7 @@ def test_forked_worker_exports_its_own_spans_under_its_own_instance_id(
     assert parent_ids.isdisjoint(child_ids)
     child_spans = [s for s in received if s.name == "child-work"]
     assert {s.attributes["pid"] for s in child_spans} == {report["pid"]}
-    assert all(s.project == f"cogniverse-{s.tenant}" for s in received)
+    assert all(s.project == TelemetryConfig().get_project_name(s.tenant) for s in received)
 
 
 def test_fork_while_every_tenantrace_lock_is_held_does_not_deadlock(

@@ -40,7 +40,8 @@ def _names(phoenix: PhoenixProcess, tenant: str, expected: int) -> Counter[str]:
     """Span names in the tenant's project, once Phoenix has ingested ``expected`` of them."""
     deadline = time.monotonic() + 30
     while True:
-        names = Counter(span["name"] for span in phoenix.spans(f"cogniverse-{tenant}"))
+        project = TelemetryConfig().get_project_name(tenant)
+        names = Counter(span["name"] for span in phoenix.spans(project))
         if sum(names.values()) >= expected or time.monotonic() > deadline:
             return names
         time.sleep(0.2)  # Phoenix ingests asynchronously; nothing to wait on but its API

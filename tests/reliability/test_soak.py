@@ -28,6 +28,9 @@ SAMPLE_EVERY = 100_000
 RSS_SLACK_MB = 24
 
 
+_PROJECTS = TelemetryConfig()
+
+
 class _CountingExporter(SpanExporter):
     """Checks each span's Resource against the tenant it was started for; keeps counts only."""
 
@@ -43,7 +46,7 @@ class _CountingExporter(SpanExporter):
             expected = (span.attributes or {}).get("expected.tenant")
             if (
                 expected != tenant
-                or resource["openinference.project.name"] != f"cogniverse-{tenant}"
+                or resource["openinference.project.name"] != _PROJECTS.get_project_name(tenant)
             ):
                 self.mixed += 1
             self.per_tenant[tenant] += 1

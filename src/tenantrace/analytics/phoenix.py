@@ -32,7 +32,6 @@ except ImportError as _missing:  # pragma: no cover - depends on the install
 from tenantrace.analytics.errors import PhoenixError
 from tenantrace.instrumentation.config import TelemetryConfig
 from tenantrace.instrumentation.sessions import SESSION_ID, tenant_session_id
-from tenantrace.instrumentation.tenants import is_valid_tenant_id
 
 __all__ = ["PhoenixAnalytics", "PhoenixError", "SessionTurn", "TraceMetrics"]
 
@@ -157,43 +156,16 @@ class PhoenixAnalytics:
         return key
 
     def _tenants_of(self, projects: Sequence[str]) -> dict[str, str | None]:
-        """The tenant whose spans the templates route to each project, where it reads as one.
+        """The tenant whose spans the templates route to each project (None: no tenant's).
 
         Spans of ``@trace_function`` carry their tenant only in the Resource,
-        which Phoenix does not keep. ``cogniverse-acme-video`` reads as tenant
-        ``acme-video`` or as ``acme``'s service ``video``: the service reading
-        wins when ``acme``'s own project is among ``projects``. Linear in the
-        number of projects (a tenant is read off the front of each name).
+        which Phoenix does not keep; project names are injective, so each one
+        reads back as exactly one tenant (``TelemetryConfig.parse_project_name``).
         """
-        prefix, _, suffix = self._config.tenant_project_template.partition("{tenant_id}")
-
-        def base_tenant(name: str) -> str | None:
-            if len(name) <= len(prefix) + len(suffix):
-                return None
-            if not (name.startswith(prefix) and name.endswith(suffix)):
-                return None
-            tenant = name[len(prefix) : len(name) - len(suffix)]
-            return tenant if is_valid_tenant_id(tenant) else None
-
-        base = {name: base_tenant(name) for name in projects}
-        known = {tenant for tenant in base.values() if tenant is not None}
-        head, _, tail = self._config.tenant_service_template.partition("{service}")
-        before, marker, after = head.partition("{tenant_id}")
         owners: dict[str, str | None] = {}
         for name in projects:
-            owner = base[name]
-            # Only a template with the tenant before the service is read this way.
-            for end in range(len(name) - 1, len(before), -1) if marker else ():
-                tenant = name[len(before) : end]
-                if (
-                    tenant in known
-                    and name.startswith(before + tenant + after)
-                    and name.endswith(tail.format(tenant_id=tenant))
-                    and name != self.project_for(tenant)
-                ):
-                    owner = tenant  # the longest tenant with a service reading
-                    break
-            owners[name] = owner
+            parsed = self._config.parse_project_name(name)
+            owners[name] = None if parsed is None else parsed[0]
         return owners
 
     def project_for(self, tenant_id: str, service: str | None = None) -> str:

@@ -262,6 +262,35 @@ class TelemetryConfig:
             tenant_id=tenant, service=service.translate(escape)
         )
 
+    def parse_project_name(self, name: str) -> tuple[str, str | None] | None:
+        """The ``(tenant, service or None)`` whose project is ``name``; None if none is.
+
+        The exact inverse of ``get_project_name``: names are injective, so a
+        project reads as one tenant (and service) only.
+        """
+        for template, pattern in _project_patterns(
+            self.tenant_project_template, self.tenant_service_template
+        ):
+            for match in (pattern.fullmatch(name), _lazy(pattern).fullmatch(name)):
+                if match is None:
+                    continue
+                unescape = _unescaper(self.tenant_service_template)
+                groups = match.groupdict()
+                if "service" in groups:
+                    tenant, service = groups["tenant_id"], groups["service"].translate(unescape)
+                else:
+                    tenant, service = groups["tenant_id"].translate(unescape), None
+                if not is_valid_tenant_id(tenant) or (
+                    service is not None and not is_valid_tenant_id(service)
+                ):
+                    continue
+                if (
+                    template.format(**groups) == name
+                    and self.get_project_name(tenant, service) == name
+                ):
+                    return tenant, service
+        return None
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **explicit: Any) -> TelemetryConfig:
         """Build a config from the environment, with ``explicit`` arguments on top.
@@ -308,6 +337,36 @@ _HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}")
 def _escaper(service_template: str) -> dict[int, str]:
     literal = "".join(text for text, _, _, _ in string.Formatter().parse(service_template))
     return str.maketrans({c: e for c, e in _ESCAPES.items() if c in literal})
+
+
+@lru_cache(maxsize=16)
+def _unescaper(service_template: str) -> dict[int, str]:
+    return {ord(e): chr(c) for c, e in _escaper(service_template).items()}
+
+
+@lru_cache(maxsize=16)
+def _project_patterns(
+    project_template: str, service_template: str
+) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """Each template as a regular expression with named groups, service projects first."""
+
+    def pattern(template: str) -> re.Pattern[str]:
+        parts = []
+        for text, name, _, _ in string.Formatter().parse(template):
+            parts.append(re.escape(text))
+            if name is not None:
+                parts.append(f"(?P<{name}>.+)")
+        return re.compile("".join(parts), re.DOTALL)
+
+    return (
+        (service_template, pattern(service_template)),
+        (project_template, pattern(project_template)),
+    )
+
+
+@lru_cache(maxsize=32)
+def _lazy(pattern: re.Pattern[str]) -> re.Pattern[str]:
+    return re.compile(pattern.pattern.replace(">.+)", ">.+?)"), re.DOTALL)
 
 
 # Ids that between them hit every way two templates can collide: separators at
