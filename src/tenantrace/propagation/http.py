@@ -62,6 +62,7 @@ from tenantrace.propagation.propagators import (
     PropagatorSet,
     current_propagators,
 )
+from tenantrace.propagation.tracestate import parse_tracestate, with_trace_state
 from tenantrace.propagation.trust import TrustArg, get_egress_policy, resolve_trust
 
 __all__ = [
@@ -111,17 +112,26 @@ def _extract_trace(fields: Fields, base: Context, propagators: PropagatorSet) ->
     if traceparent is not None:
         if _single_traceparent(traceparent):
             tracestate = fields.get("tracestate")
-            if tracestate is not None and (
-                len(tracestate) > MAX_VALUES_PER_HEADER
-                or _tracestate_members(tracestate) > MAX_TRACESTATE_MEMBERS
-            ):
-                # Over 32 members: the whole tracestate is discarded, the
-                # traceparent still stands (a tracestate failure must not affect it).
-                fields = {k: v for k, v in fields.items() if k != "tracestate"}
-                _count("propagation.tracestate_dropped")
-            ctx = TRACECONTEXT.extract(fields, base, _GETTER)
+            # The SDK reads only traceparent: its tracestate parser has Level 1's key
+            # grammar (it drops all of "foo@bar@baz=1,b=2"); ours has Level 2's.
+            w3c = fields if tracestate is None else {"traceparent": traceparent}
+            ctx = TRACECONTEXT.extract(w3c, base, _GETTER)
             if ctx is not base:  # the propagator returns ``base`` itself when it finds nothing
-                return ctx
+                if tracestate is None:
+                    return ctx
+                # Parsed only once traceparent was (W3C). Over 32 members or an invalid
+                # member: the whole tracestate is discarded, the traceparent still
+                # stands (a tracestate failure must not affect it).
+                state = (
+                    parse_tracestate(tracestate)
+                    if len(tracestate) <= MAX_VALUES_PER_HEADER
+                    and _tracestate_members(tracestate) <= MAX_TRACESTATE_MEMBERS
+                    else None
+                )
+                if state is None:
+                    _count("propagation.tracestate_dropped")
+                    return ctx
+                return with_trace_state(ctx, state)
         _count("propagation.invalid_traceparent")
     if any(name in fields for name in _B3_FIELDS):
         ctx = B3_ANY.extract(fields, base, _GETTER)
