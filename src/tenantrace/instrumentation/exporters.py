@@ -476,15 +476,18 @@ def plain_span_size(span: ReadableSpan, keys: AbstractSet[str] | None = None) ->
     total = _SPAN + len(name) + len(description) + known[1] + size
     if has_items(span._events):  # most spans have neither events nor links
         for event in ended_items(span._events):
+            event_name, timestamp = event.name, event.timestamp
             size = _plain_attributes_size(ended_attributes(event.attributes), keys)
             if (
                 size is None
-                or type(event.name) is not str
-                or not event.name.isascii()
-                or not _time_ok(event.timestamp)
+                or type(event_name) is not str
+                or not event_name.isascii()
+                or not (
+                    (type(timestamp) is int and 0 <= timestamp < _UINT64_LIMIT) or timestamp is None
+                )
             ):
                 return None
-            total += _EVENT + len(event.name) + size
+            total += _EVENT + len(event_name) + size
     if has_items(span._links):
         for link in ended_items(span._links):
             size = _plain_attributes_size(ended_attributes(link.attributes), keys)
