@@ -185,6 +185,15 @@ def test_a_span_name_of_another_type_becomes_its_str_and_never_raises(
     assert stats["span_attributes_refused"] == 1
 
 
+def test_a_library_tracer_given_bad_attributes_yields_a_no_op_span(spans: SpanCapture) -> None:
+    tracer = TenantRoutingTracerProvider().get_tracer("lib")
+    ran = False
+    with tracer.start_as_current_span("x", attributes=[1, 2]) as span:  # type: ignore[arg-type]
+        ran = True
+    assert ran and not span.is_recording()
+    assert spans.names() == []
+
+
 # ------------------------------------------------------ status descriptions
 
 

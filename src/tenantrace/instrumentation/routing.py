@@ -66,16 +66,20 @@ class RoutingTracer(trace_api.Tracer):
             return INVALID_SPAN
         if tracer is None:
             return INVALID_SPAN
-        span = tracer.start_span(
-            name,
-            context,
-            kind,
-            attributes,
-            links,
-            start_time,
-            record_exception,
-            set_status_on_exception,
-        )
+        try:
+            span = tracer.start_span(
+                name,
+                context,
+                kind,
+                attributes,
+                links,
+                start_time,
+                record_exception,
+                set_status_on_exception,
+            )
+        except Exception as exc:  # e.g. attributes that are not a mapping: a no-op span
+            manager.warn_once("routing-start", "tenantrace: could not start a span (%r)", exc)
+            return INVALID_SPAN
         manager.spans_started += 1
         return span
 
