@@ -23,8 +23,8 @@ from tenantrace.analytics import PhoenixAnalytics, PhoenixError, summarize, time
 
 pytestmark = pytest.mark.phoenix
 
-TENANTS = ("an-acme", "an-globex")
-SESSIONS = {"an-acme": ("sess-acme-1", 3), "an-globex": ("sess-globex-1", 2)}
+TENANTS = ("an_acme", "an_globex")
+SESSIONS = {"an_acme": ("sess-acme-1", 3), "an_globex": ("sess-globex-1", 2)}
 ROUTING_CALLS = 4  # per tenant; the last one of each tenant fails
 # A span's duration in Phoenix and the time measured around its body differ by
 # the cost of starting and ending the span, well under this.
@@ -151,7 +151,7 @@ def test_summaries_per_tenant_and_operation(sent: Sent, analytics: PhoenixAnalyt
     slowest = max(max(ms) for ms in sent.routing_ms.values())
     assert by_operation["cogniverse.routing"]["max_latency"] == pytest.approx(slowest, abs=5.0)
     by_session = summarize(traces, by="session")
-    assert by_session["an-acme:sess-acme-1"]["count"] == 3
+    assert by_session["an_acme:sess-acme-1"]["count"] == 3
     series = time_series(traces, timedelta(seconds=1))
     assert sum(point["count"] for point in series) == len(traces)
 
@@ -269,14 +269,14 @@ def test_a_service_continuing_a_callers_trace_has_its_entry_span_counted(
     try:
         ctx = extract_trace_context({"traceparent": caller})
         with (
-            manager.span("POST /search", tenant_id="an-remote", context=ctx),
+            manager.span("POST /search", tenant_id="an_remote", context=ctx),
             manager.span("db.query"),
         ):
             pass
         assert manager.force_flush(timeout_millis=10_000)
     finally:
         manager.shutdown()
-    wait_for_spans(phoenix.http_url, "cogniverse-an-remote", 2)
-    [entry] = analytics.get_traces(tenant_id="an-remote")
+    wait_for_spans(phoenix.http_url, "cogniverse-an_remote", 2)
+    [entry] = analytics.get_traces(tenant_id="an_remote")
     assert entry.operation == "POST /search"
     assert entry.trace_id == "0af7651916cd43dd8448eb211c80319c"

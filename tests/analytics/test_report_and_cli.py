@@ -24,7 +24,7 @@ from tenantrace.cli import main, parse_duration
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-TENANT = "cli-acme"
+TENANT = "cli_acme"
 SESSION = "cli-session-1"
 
 

@@ -49,7 +49,6 @@ from tenantrace.propagation.carriers import (
 from tenantrace.propagation.limits import (
     MAX_BAGGAGE_BYTES,
     MAX_TRACEPARENT_CHARS,
-    MAX_TRACESTATE_MEMBERS,
     MAX_VALUES_PER_HEADER,
     is_safe_header_value,
     is_token,
@@ -103,10 +102,6 @@ def _single_traceparent(values: list[str]) -> bool:
     return len(values) == 1 and "," not in values[0] and len(values[0]) <= MAX_TRACEPARENT_CHARS
 
 
-def _tracestate_members(values: list[str]) -> int:
-    return sum(1 for value in values for member in value.split(",") if member.strip(" \t"))
-
-
 def _extract_trace(fields: Fields, base: Context, propagators: PropagatorSet) -> Context:
     traceparent = fields.get("traceparent")
     if traceparent is not None:
@@ -125,7 +120,6 @@ def _extract_trace(fields: Fields, base: Context, propagators: PropagatorSet) ->
                 state = (
                     parse_tracestate(tracestate)
                     if len(tracestate) <= MAX_VALUES_PER_HEADER
-                    and _tracestate_members(tracestate) <= MAX_TRACESTATE_MEMBERS
                     else None
                 )
                 if state is None:
@@ -422,9 +416,7 @@ def inject_context(ctx: Context, url: object = None) -> dict[str, str]:
     if not propagators.injectors:
         return {}
     egress = get_egress_policy()
-    ctx = _to_send(
-        ctx, egress.baggage_without_url if url is None else egress.allows_baggage(url)
-    )
+    ctx = _to_send(ctx, egress.baggage_without_url if url is None else egress.allows_baggage(url))
     carrier: dict[str, str] = {}
     for propagator in propagators.injectors:
         propagator.inject(carrier, ctx)
