@@ -242,7 +242,7 @@ def test_two_tenants_with_the_same_session_id_keep_their_own_sessions(
     # tenant in the exported id, b's turn would show up in a's session.
     manager = TelemetryManager(TelemetryConfig(otlp_endpoint=phoenix.grpc_endpoint))
     try:
-        for tenant in ("iso-a", "iso-b"):
+        for tenant in ("iso_a", "iso_b"):
             with (
                 using_session("shared-id"),
                 manager.span("chat.turn", tenant_id=tenant) as span,
@@ -251,7 +251,7 @@ def test_two_tenants_with_the_same_session_id_keep_their_own_sessions(
         assert manager.force_flush(timeout_millis=10_000)
     finally:
         manager.shutdown()
-    for tenant in ("iso-a", "iso-b"):
+    for tenant in ("iso_a", "iso_b"):
         wait_for_spans(phoenix.http_url, f"cogniverse-{tenant}", 1)
         [turn] = analytics.get_session_turns("shared-id", tenant_id=tenant)
         assert turn.input == f"private to {tenant}"
@@ -267,7 +267,9 @@ def test_a_service_continuing_a_callers_trace_has_its_entry_span_counted(
     caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"  # not in Phoenix
     manager = TelemetryManager(TelemetryConfig(otlp_endpoint=phoenix.grpc_endpoint))
     try:
-        ctx = extract_trace_context({"traceparent": caller})
+        # A trusted caller of the same tenant: its trace is continued (one trace, one tenant).
+        carrier = {"traceparent": caller, "baggage": "tenant.id=an_remote"}
+        ctx = extract_trace_context(carrier, trust=True)
         with (
             manager.span("POST /search", tenant_id="an_remote", context=ctx),
             manager.span("db.query"),

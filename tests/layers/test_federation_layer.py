@@ -101,7 +101,11 @@ async def test_pull_async_without_egress_permission_sends_no_tenant(
     wait_for_spans(spans, 2)
     pull, server = spans.one("federation.sync.pull"), spans.one("GET /sync")
     assert pull.tenant == "acme"
-    assert server.parent_id == pull.span_id and server.tenant == "default"
+    # No tenant went out, so nothing vouches for the trace: the peer starts its own,
+    # linked to the pull (one trace, one tenant).
+    assert server.tenant == "default" and server.parent_id is None
+    assert server.raw is not None
+    assert [f"{link.context.span_id:016x}" for link in server.raw.links] == [pull.span_id]
 
 
 def test_sync_error_is_recorded_and_credentials_in_the_url_are_not(spans: SpanCapture) -> None:

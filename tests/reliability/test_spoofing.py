@@ -81,7 +81,10 @@ def test_forged_baggage_over_http_cannot_route_to_another_tenant(
         answer = client.get("/public", headers=FORGED).json()
     assert answer == {"tenant": None}
     [handled] = spans.by_name("public-handler")
-    assert handled.trace_id == TRACE_ID  # the trace context itself is honoured
+    # One trace, one tenant: the caller's trace is linked, never joined.
+    assert handled.trace_id != TRACE_ID
+    assert handled.raw is not None
+    assert [f"{link.context.trace_id:032x}" for link in handled.raw.links] == [TRACE_ID]
     assert (handled.tenant, handled.project) == ("default", "cogniverse-default")
     assert "victim" not in json.dumps(handled.attributes)
     assert spans.manager.get_stats()["rejected_tenants"] == rejected_before + 1
@@ -108,7 +111,9 @@ def test_a_tenant_injected_by_a_real_client_is_dropped_by_an_untrusting_receiver
         assert client.get("/internal", headers=headers).json() == {"tenant": "acme"}
     assert spans.one("public-handler").tenant == "default"
     assert spans.one("internal-handler").tenant == "acme"
-    assert spans.one("public-handler").trace_id == spans.one("client-call").trace_id
+    # The untrusting receiver starts its own trace; the trusting one continues acme's.
+    assert spans.one("public-handler").trace_id != spans.one("client-call").trace_id
+    assert spans.one("internal-handler").trace_id == spans.one("client-call").trace_id
 
 
 def _find_carrier(message: dict[str, Any]) -> dict[str, Any]:
@@ -161,4 +166,9 @@ def test_forged_baggage_through_rabbitmq_cannot_route_to_another_tenant(
     assert spans.one("trusted-1").tenant == "acme"
     assert spans.one("trusted-2").tenant == "victim"  # only a trusting consumer believes it
     produce = spans.one("produce")
-    assert {spans.one(f"untrusted-{i}").trace_id for i in (1, 2)} == {produce.trace_id}
+    # Untrusted messages start traces of their own, linked to the producer.
+    assert produce.trace_id not in {spans.one(f"untrusted-{i}").trace_id for i in (1, 2)}
+    assert spans.one("trusted-1").trace_id == produce.trace_id  # acme's own, trusted
+    # A consumer that trusts the queue believes a forged carrier whole, trace
+    # included: the trust policy is what keeps forgeries out, not the trace rule.
+    assert spans.one("trusted-2").trace_id == produce.trace_id
