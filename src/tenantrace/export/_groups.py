@@ -1,0 +1,162 @@
+"""Resources and instrumentation scopes: encoded once each, and the grouping of a request.
+
+The SDK encoder groups a request's spans in dicts keyed by the Resource and by
+the InstrumentationScope, i.e. by value (``Resource.__eq__`` compares the
+attributes and schema_url, ``InstrumentationScope.__eq__`` the name, version,
+schema_url and attributes), and hashes a Resource (a JSON dump of its
+attributes) for every span. Here each object is looked up by identity; the
+first time an object is seen its fields are encoded and it gets a group key
+from a value-keyed dict, so that equal objects share a key and one
+ResourceSpans (ScopeSpans), as in the SDK. Within a request, a group is written
+with the first of its objects, as the SDK writes the first dict key. (Not a
+WeakKeyDictionary: it would hash a Resource by value, a JSON dump, per lookup.)
+
+Bound: at most :data:`RESOURCE_CACHE_SIZE` resources and as many scopes (strong
+references: an id is never reused while cached). When full, a cache is emptied
+between two requests (:func:`bound_caches`), never during one, so a request's
+keys all come from one generation, and a request pins each object to the entry
+it got first. Under concurrent callers the caches stay consistent (each step is
+one dict operation under the GIL); the one thing another caller's emptying can
+do to a request is give it two ResourceSpans (ScopeSpans) for two *equal but
+distinct* objects, which is still a valid request.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from tenantrace.export._wire import (
+    encode_attributes,
+    length_field,
+    string_field,
+    uint32_field,
+    varint,
+)
+
+__all__ = [
+    "RESOURCE_CACHE_SIZE",
+    "Entry",
+    "Groups",
+    "assemble",
+    "bound_caches",
+    "clear_caches",
+    "group_for",
+]
+
+RESOURCE_CACHE_SIZE = 1024
+EMPTY_MESSAGE = b"\x0a\x00"  # ScopeSpans.scope holding an empty InstrumentationScope
+
+# (object, group key, its field in ResourceSpans/ScopeSpans, the schema_url field)
+Entry = tuple[Any, int, bytes, bytes]
+# resource group key -> (resource entry,
+#                        {scope group key -> (scope's schema_url field, [scope field, spans...])})
+Groups = dict[int, tuple[Entry, dict[int | None, tuple[bytes, list[bytes]]]]]
+
+_group_ids = itertools.count()  # keys are never reused, whatever is emptied
+_resources: dict[int, Entry] = {}  # id(resource) -> entry
+_resource_keys: dict[Resource, int] = {}  # by value
+_scopes: dict[int, Entry] = {}  # id(scope) -> entry
+_scope_keys: dict[InstrumentationScope, int] = {}  # by value
+
+
+def clear_caches() -> None:
+    for cache in (_resources, _resource_keys, _scopes, _scope_keys):
+        cache.clear()
+
+
+def bound_caches() -> None:
+    """Empty a full cache; called before each request."""
+    if len(_resources) >= RESOURCE_CACHE_SIZE or len(_resource_keys) >= RESOURCE_CACHE_SIZE:
+        _resources.clear()
+        _resource_keys.clear()
+    if len(_scopes) >= RESOURCE_CACHE_SIZE or len(_scope_keys) >= RESOURCE_CACHE_SIZE:
+        _scopes.clear()
+        _scope_keys.clear()
+
+
+def _resource_entry(resource: Resource) -> Entry:
+    """``Resource``: attributes 1, dropped_attributes_count 2; ResourceSpans.schema_url 3."""
+    key = _resource_keys.setdefault(resource, next(_group_ids))
+    body: list[bytes] = []
+    skipped = encode_attributes(resource.attributes or {}, b"\x0a", body)
+    body.append(uint32_field(b"\x10", skipped))
+    entry = (
+        resource,
+        key,
+        length_field(b"\x0a", b"".join(body)),
+        string_field(b"\x1a", resource.schema_url),
+    )
+    _resources[id(resource)] = entry
+    return entry
+
+
+def _scope_entry(scope: InstrumentationScope) -> Entry:
+    """``InstrumentationScope``: name 1, version 2, attributes 3, dropped_attributes_count 4;
+    ScopeSpans.schema_url 3."""
+    key = _scope_keys.setdefault(scope, next(_group_ids))
+    body = [string_field(b"\x0a", scope.name), string_field(b"\x12", scope.version)]
+    skipped = encode_attributes(scope.attributes or {}, b"\x1a", body)
+    body.append(uint32_field(b"\x20", skipped))
+    entry = (
+        scope,
+        key,
+        length_field(b"\x0a", b"".join(body)),
+        string_field(b"\x1a", scope.schema_url),
+    )
+    _scopes[id(scope)] = entry
+    return entry
+
+
+def group_for(
+    groups: Groups, seen: dict[int, Entry], resource: Resource, scope: InstrumentationScope | None
+) -> list[bytes]:
+    """The list the spans of this resource and scope go to, in this request.
+
+    ``seen`` (one per request) pins each object to the entry it got first in the
+    request, so a cache emptied meanwhile by another caller cannot split its spans.
+    """
+    entry = seen.get(id(resource))
+    if entry is None:
+        entry = _resources.get(id(resource))
+        if entry is None or entry[0] is not resource:
+            entry = _resource_entry(resource)
+        seen[id(resource)] = entry
+    group = groups.get(entry[1])
+    if group is None:
+        group = groups[entry[1]] = (entry, {})
+    scope_groups = group[1]
+    if scope:  # as the SDK: ``span.instrumentation_scope or None``
+        scope_entry = seen.get(id(scope))
+        if scope_entry is None:
+            scope_entry = _scopes.get(id(scope))
+            if scope_entry is None or scope_entry[0] is not scope:
+                scope_entry = _scope_entry(scope)
+            seen[id(scope)] = scope_entry
+        key: int | None = scope_entry[1]
+        field, schema = scope_entry[2], scope_entry[3]
+    else:  # the SDK writes an empty scope, and no schema_url
+        key, field, schema = None, EMPTY_MESSAGE, b""
+    scope_group = scope_groups.get(key)
+    if scope_group is None:
+        scope_group = scope_groups[key] = (schema, [field])
+    return scope_group[1]
+
+
+def assemble(groups: Groups) -> bytes:
+    """``ExportTraceServiceRequest``: resource_spans 1; ``ResourceSpans``: resource 1,
+    scope_spans 2, schema_url 3; ``ScopeSpans``: scope 1, spans 2, schema_url 3."""
+    out: list[bytes] = []
+    for (_, _, resource_field, resource_schema), scope_groups in groups.values():
+        parts: list[bytes] = [resource_field]
+        for schema, fields in scope_groups.values():
+            fields.append(schema)
+            parts.append(b"\x12" + varint(sum(map(len, fields))))
+            parts += fields
+        parts.append(resource_schema)
+        out.append(b"\x0a" + varint(sum(map(len, parts))))
+        out += parts
+    return b"".join(out)
