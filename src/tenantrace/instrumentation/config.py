@@ -180,6 +180,10 @@ class TelemetryConfig:
     redact_secrets: bool = True
     redact_patterns: tuple[str, ...] = ()
     redact_callback: Callable[[str, Any], Any] | None = None
+    # Database statements of any instrumentation (db.statement, db.query.text)
+    # are sanitized on export: literals become "?". Off keeps them as recorded
+    # (credentials by shape are still redacted in them).
+    sanitize_db_statements: bool = True
 
     def __post_init__(self) -> None:
         self.level = TelemetryLevel.parse(self.level)

@@ -443,7 +443,9 @@ def plain_span_size(span: ReadableSpan, keys: AbstractSet[str] | None = None) ->
     given) and ASCII string, bool, float or 64-bit int values.
     Such a span is encodable, and a transform that leaves spans with only
     ``keys`` as they are need not see it: the export thread checks and sizes it
-    here, touching each field once, instead of in two passes.
+    here, touching each field once, instead of in two passes. With ``keys``
+    (a scrubber in force) a plain span also has no events, no links and no
+    status description: those are free text the scrubber judges by shape.
     """
     attributes = span._attributes
     values = attributes._dict if type(attributes) is BoundedAttributes else attributes
@@ -454,6 +456,8 @@ def plain_span_size(span: ReadableSpan, keys: AbstractSet[str] | None = None) ->
     start, end = span._start_time, span._end_time
     scope = span._instrumentation_scope
     known = _SCOPE_SIZES.get(id(scope)) if scope is not None else (None, 0, True)
+    if keys is not None and (description or has_items(span._events) or has_items(span._links)):
+        return None
     if (
         type(name) is not str
         or not name.isascii()

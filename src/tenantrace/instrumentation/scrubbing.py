@@ -25,6 +25,21 @@ own features and they are not secrets:
   ``cost.tokens_used``) are kept when the value is a number: a token count key
   holding a string is still redacted.
 
+Values are judged by their shape where keys cannot tell (``secrets``):
+
+- URL attributes (``url.full``, ``http.url``, ``url.query``, ``http.target``,
+  ``url.original``) lose their userinfo and the values of query parameters whose
+  names, percent-decoded and case-folded, name a secret; host attributes
+  (``server.address``, ``net.peer.name``) lose any userinfo;
+- database statements (``db.statement``, ``db.query.text``) from any
+  instrumentation are sanitized (literals become ``?``) by the same sanitizer
+  as ``trace_query``, for the span's ``db.system.name`` (every dialect's reading
+  when it names none), unless ``sanitize_db_statements`` is off;
+- credentials by shape (bearer and basic credentials, JWTs, cloud and platform
+  keys, PEM private keys, ``password=`` pairs, URL userinfo) are redacted in
+  ``exception.message`` / ``exception.stacktrace``, in the status description,
+  and in every string value of event and link attributes.
+
 Users add patterns (regular expressions searched in the lowercased key) and a
 callback ``callback(key, value) -> value | None`` that sees every remaining
 attribute (return the value to export, possibly changed, or ``None`` to drop
@@ -34,20 +49,24 @@ cost is one dict lookup per attribute.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util import BoundedList
-from opentelemetry.trace import Link
+from opentelemetry.trace import Link, Status
 from opentelemetry.util.types import Attributes, AttributeValue
 
 from tenantrace.instrumentation._ended import ended_attributes, ended_items, has_items
+from tenantrace.instrumentation.secrets import redact_text, redact_url
+from tenantrace.instrumentation.sql import sanitize_sql
 
 if TYPE_CHECKING:
     from tenantrace.instrumentation.config import TelemetryConfig
@@ -57,11 +76,13 @@ __all__ = [
     "ScrubCallback",
     "Scrubber",
     "is_secret_key",
+    "redacted_repr",
 ]
 
 _logger = logging.getLogger(__name__)
 
 REDACTED: Final = "[REDACTED]"
+_T = TypeVar("_T")
 
 ScrubCallback = Callable[[str, AttributeValue], AttributeValue | None]
 """``callback(key, value)``: the value to export (maybe changed), or ``None`` to drop it."""
@@ -80,10 +101,21 @@ _WORDS: Final = (
     "accesskey",
     "credential",
     "connectionstring",
+    "connstr",
     "sessionkey",
+    "signature",
+    "csrf",
+    "xsrf",
 )
-# Secret only as a whole word: "auth" but not "author", "pwd" but not "pwdlen".
-_WHOLE_WORDS: Final = frozenset({"pwd", "auth", "jwt", "bearer", "dsn"})
+# Secret only as a whole word: "auth" but not "author", "pwd" but not "pwdlen",
+# "pin" but not "pinned", "sig" but not "signal".
+_WHOLE_WORDS: Final = frozenset(
+    {"pwd", "pw", "pass", "pin", "otp", "sig", "auth", "jwt", "bearer", "dsn"}
+)
+_URL_KEYS: Final = frozenset({"url.full", "http.url", "url.query", "http.target", "url.original"})
+_HOST_KEYS: Final = frozenset({"server.address", "net.peer.name", "http.host", "client.address"})
+_SQL_KEYS: Final = frozenset({"db.statement", "db.query.text"})
+_TEXT_KEYS: Final = frozenset({"exception.message", "exception.stacktrace", "error.message"})
 # Known ids and counts that would otherwise match (see the module docstring).
 _SAFE_KEYS: Final = frozenset({"session.id", "session.previous_id"})
 _SPLIT: Final = re.compile(r"[._\-\s/:]+")
@@ -94,6 +126,10 @@ _TOKEN_COUNT: Final = re.compile(r"tokens|token_?count|max_?token")
 _SAFE: Final = 0
 _SECRET: Final = 1
 _SECRET_UNLESS_NUMBER: Final = 2
+_URL: Final = 3
+_HOST: Final = 4
+_SQL: Final = 5
+_TEXT: Final = 6
 
 _MAX_CACHED_KEYS: Final = 4096
 _MAX_KEY_CHARS: Final = 256
@@ -103,6 +139,14 @@ def _classify(key: str, extra: Sequence[re.Pattern[str]]) -> int:
     lower = key[:_MAX_KEY_CHARS].lower()
     if lower in _SAFE_KEYS:
         return _SAFE
+    for keys, verdict in (
+        (_URL_KEYS, _URL),
+        (_HOST_KEYS, _HOST),
+        (_SQL_KEYS, _SQL),
+        (_TEXT_KEYS, _TEXT),
+    ):
+        if lower in keys:
+            return verdict
     compact = [_JOIN.sub("", segment) for segment in lower.split(".")]
     joined = "".join(compact)
     if (
@@ -123,6 +167,80 @@ def is_secret_key(key: str, extra_patterns: Iterable[str] = ()) -> bool:
     """True when an attribute named ``key`` would be redacted (whatever its value)."""
     patterns = [re.compile(p, re.IGNORECASE) for p in extra_patterns]
     return _classify(key, patterns) == _SECRET
+
+
+_MAX_DEPTH: Final = 4
+_MAX_ITEMS: Final = 50
+
+
+def redacted_repr(value: object, max_chars: int = 4096) -> str:
+    """``repr(value)`` with secrets redacted at every depth, for captured arguments.
+
+    Values under secret-looking keys of mappings, dataclasses and pydantic
+    models are ``[REDACTED]``, however deep (bounded: 4 levels, 50 items per
+    container); strings and the ``repr`` of any other object are redacted by
+    their shape. Never raises.
+    """
+    try:
+        return repr(_redacted(value, 0))[:max_chars]
+    except Exception:  # a hostile __repr__ or mapping: nothing of it is shown
+        return f"<{type(value).__name__}>"
+
+
+class _Shown:
+    """A leaf already rendered (a redacted repr): repr() shows it as it is."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _redacted(value: object, depth: int) -> object:
+    if isinstance(value, str):
+        return redact_text(value)
+    if value is None or isinstance(value, bool | int | float | bytes):
+        return value
+    if depth >= _MAX_DEPTH:
+        return _Shown("...")
+    fields = _fields_of(value)
+    if fields is None and isinstance(value, Mapping):
+        fields = _first(value.items())
+    if fields is not None:
+        return {_key(k): _redacted_item(k, v, depth) for k, v in fields}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_redacted(item, depth + 1) for item in _first(value)]
+        return tuple(items) if isinstance(value, tuple) else items
+    return _Shown(redact_text(repr(value)))
+
+
+def _fields_of(value: object) -> list[tuple[object, object]] | None:
+    """A dataclass's or a pydantic model's fields; None for anything else."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [(f.name, getattr(value, f.name, None)) for f in dataclasses.fields(value)]
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and not isinstance(value, type):
+        dumped = dump()
+        if isinstance(dumped, Mapping):
+            return list(_first(dumped.items()))
+    return None
+
+
+def _first(items: Iterable[_T]) -> list[_T]:
+    return list(itertools.islice(items, _MAX_ITEMS))
+
+
+def _key(key: object) -> object:
+    return key if isinstance(key, str | int | float | bool) or key is None else repr(key)
+
+
+def _redacted_item(key: object, value: object, depth: int) -> object:
+    if isinstance(key, str) and _classify(key, ()) == _SECRET:
+        return REDACTED
+    return _redacted(value, depth + 1)
 
 
 def _is_number(value: object) -> bool:
@@ -147,8 +265,10 @@ class Scrubber:
         *,
         max_value_length: int | None = None,
         max_cached_keys: int = _MAX_CACHED_KEYS,
+        sanitize_db_statements: bool = True,
     ) -> None:
         self._patterns = tuple(re.compile(p, re.IGNORECASE) for p in extra_patterns)
+        self._sanitize_sql = sanitize_db_statements
         self._callback = callback
         self._max_value_length = max_value_length
         self._max_cached = max_cached_keys
@@ -168,10 +288,12 @@ class Scrubber:
             config.redact_patterns,
             config.redact_callback,
             max_value_length=config.max_attribute_length,
+            sanitize_db_statements=config.sanitize_db_statements,
         )
 
     def decision(self, key: str) -> int:
-        """``0`` keep, ``1`` redact, ``2`` redact unless the value is a number."""
+        """``0`` keep, ``1`` redact, ``2`` redact unless the value is a number, ``3``-``6``
+        judge the value by its shape (a URL, a host, a statement, free text)."""
         found = self._decisions.get(key)
         if found is not None:
             return found
@@ -188,8 +310,10 @@ class Scrubber:
 
     @property
     def unchanged_keys(self) -> AbstractSet[str] | None:
-        """Keys known safe: a span whose span, event and link attributes have only
-        these keys is returned as it is (None when a callback may change any value)."""
+        """Keys known safe: a span with no events, no links and no status description
+        whose attributes have only these keys is returned as it is (None when a
+        callback may change any value). Event and link values and descriptions are
+        free text, judged by their shape."""
         return self._safe_keys if self._callback is None else None
 
     def is_secret(self, key: str) -> bool:
@@ -198,45 +322,43 @@ class Scrubber:
     def __call__(self, span: ReadableSpan) -> ReadableSpan:
         # The private fields: the span has ended, and the public properties copy.
         attributes = self._scrubbed(span._attributes)
+        status = span._status
+        description = status.description
+        if description:
+            redacted = redact_text(description)
+            if redacted is not description:
+                status = Status(status.status_code, redacted)
         if not has_items(span._events) and not has_items(span._links):
-            return span if attributes is None else self._copy(span, attributes, [], [])
-        events = [self._scrubbed(event.attributes) for event in ended_items(span._events)]
-        links = [self._scrubbed(link.attributes) for link in ended_items(span._links)]
-        if attributes is None and all(e is None for e in events) and all(x is None for x in links):
+            if attributes is None and status is span._status:
+                return span
+            return self._copy(span, attributes, [], [], status)
+        events = [
+            self._scrubbed(event.attributes, text=True) for event in ended_items(span._events)
+        ]
+        links = [self._scrubbed(link.attributes, text=True) for link in ended_items(span._links)]
+        if (
+            attributes is None
+            and status is span._status
+            and all(e is None for e in events)
+            and all(x is None for x in links)
+        ):
             return span
-        return self._copy(span, attributes, events, links)
+        return self._copy(span, attributes, events, links, status)
 
-    def _needs_change(self, attributes: Mapping[str, AttributeValue]) -> bool:
-        # Runs for every attribute of every span: the cached verdict inline.
-        cached = self._decisions.get
-        for key, value in attributes.items():
-            verdict = cached(key)
-            if verdict is None:
-                verdict = self.decision(key)
-            if verdict == _SECRET and value != REDACTED:
-                return True
-            if verdict == _SECRET_UNLESS_NUMBER and not _is_number(value):
-                return True
-        return False
+    def _scrubbed(self, original: Attributes, *, text: bool = False) -> BoundedAttributes | None:
+        """The redacted attributes, or None when nothing changes.
 
-    def _scrubbed(self, original: Attributes) -> BoundedAttributes | None:
-        """The redacted attributes, or None when nothing changes."""
+        ``text``: every string value is free text too (event and link attributes).
+        """
         attributes = ended_attributes(original)
         if not attributes:
             return None
-        if self._callback is None and (
-            attributes.keys() <= self._safe_keys or not self._needs_change(attributes)
-        ):
+        if self._callback is None and not text and attributes.keys() <= self._safe_keys:
             return None
         kept: dict[str, AttributeValue] = {}
         changed = False
         for key, value in attributes.items():
-            verdict = self.decision(key)
-            new: AttributeValue | None = value
-            if verdict == _SECRET or (verdict == _SECRET_UNLESS_NUMBER and not _is_number(value)):
-                new = REDACTED
-            elif self._callback is not None:
-                new = self._call_back(key, value)
+            new = self._value(key, value, attributes, text)
             if new is None:
                 changed = True
                 continue
@@ -250,6 +372,44 @@ class Scrubber:
         dropped = original.dropped if isinstance(original, BoundedAttributes) else 0
         bounded.dropped = dropped + len(attributes) - len(kept)
         return bounded
+
+    def _value(
+        self,
+        key: str,
+        value: AttributeValue,
+        attributes: Mapping[str, AttributeValue],
+        text: bool,
+    ) -> AttributeValue | None:
+        """What ``key``'s ``value`` is exported as (the same object when unchanged)."""
+        verdict = self._decisions.get(key)
+        if verdict is None:
+            verdict = self.decision(key)
+        if verdict == _SECRET or (verdict == _SECRET_UNLESS_NUMBER and not _is_number(value)):
+            return value if value == REDACTED else REDACTED
+        if isinstance(value, str):
+            new = self._shaped(verdict, value, attributes, text)
+            if new is not value:
+                return new
+        elif text and isinstance(value, tuple | list):
+            items = [redact_text(item) if isinstance(item, str) else item for item in value]
+            if any(a is not b for a, b in zip(items, value, strict=True)):
+                return tuple(items)
+        return value if self._callback is None else self._call_back(key, value)
+
+    def _shaped(
+        self, verdict: int, value: str, attributes: Mapping[str, AttributeValue], text: bool
+    ) -> str:
+        if verdict == _URL:
+            return redact_url(value)
+        if verdict == _HOST:
+            return value.rsplit("@", 1)[1] if "@" in value else value
+        if verdict == _SQL and self._sanitize_sql:
+            system = attributes.get("db.system.name") or attributes.get("db.system")
+            sanitized = sanitize_sql(value, system if isinstance(system, str) else None)
+            return value if sanitized == value else sanitized
+        if verdict in (_TEXT, _SQL) or text:
+            return redact_text(value)
+        return value
 
     def _call_back(self, key: str, value: AttributeValue) -> AttributeValue | None:
         callback = self._callback
@@ -269,6 +429,7 @@ class Scrubber:
         attributes: BoundedAttributes | None,
         events: list[BoundedAttributes | None],
         links: list[BoundedAttributes | None],
+        status: Status,
     ) -> ReadableSpan:
         new_events: BoundedList[Event] = BoundedList(None)
         for event, scrubbed in zip(span.events, events, strict=True):
@@ -292,7 +453,7 @@ class Scrubber:
             events=new_events,
             links=new_links,
             kind=span.kind,
-            status=span.status,
+            status=status,
             start_time=span.start_time,
             end_time=span.end_time,
             instrumentation_scope=span.instrumentation_scope,

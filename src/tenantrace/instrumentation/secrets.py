@@ -20,8 +20,9 @@ What is recognised (``redact_text``):
   connection strings, query strings and ``key: value`` text (the key stays);
 - userinfo in URLs (``scheme://user:pass@host`` keeps ``scheme://host``).
 
-``redact_url`` additionally drops userinfo and redacts query parameters whose
-names, percent-decoded and case-folded, name a secret.
+``redact_url`` additionally drops userinfo and replaces the values of query
+parameters whose names, percent-decoded and case-folded, name a secret with
+``REDACTED`` (the semantic conventions' word for ``url.query``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,14 @@ from collections.abc import Callable
 from typing import Final
 from urllib.parse import unquote_plus
 
-__all__ = ["REDACTED", "SECRET_NAMES", "SECRET_QUERY_NAMES", "redact_text", "redact_url"]
+__all__ = [
+    "QUERY_REDACTED",
+    "REDACTED",
+    "SECRET_NAMES",
+    "SECRET_QUERY_NAMES",
+    "redact_text",
+    "redact_url",
+]
 
 REDACTED: Final = "[REDACTED]"
 
@@ -64,6 +72,8 @@ SECRET_NAMES: Final = frozenset(
         "xamzsignature",
         "xamzcredential",
         "xamzsecuritytoken",
+        "xgoogsignature",
+        "awsaccesskeyid",
         "credential",
         "credentials",
         "csrf",
@@ -85,13 +95,53 @@ SECRET_NAMES: Final = frozenset(
 SECRET_QUERY_NAMES: Final = SECRET_NAMES | {"key", "code", "session", "state"}
 _SEPARATORS: Final = re.compile(r"[\s._\-]+")
 
-# Cheap first test: text without any of these cannot hold a shape we redact.
-_HINTS: Final = re.compile(
-    r"bearer|basic|token|digest|eyj|akia|asia|aroa|aida|aiza|ghp_|gho_|ghu_|ghs_|ghr_|"
-    r"github_pat_|glpat-|xox[abposr]-|sk_live|rk_live|private key|://[^/\s]*@|"
-    r"pass|pwd|pw|secret|key|sig|otp|pin|csrf|xsrf|session|auth|cred|conn|dsn|jwt|code",
-    re.IGNORECASE,
+# Cheap first test, on every event attribute and description: text with no
+# "=", ":" or "@" (no pair, no header, no URL userinfo) and none of these words
+# (lowercased) cannot hold a shape we redact. One C-level scan each.
+_WORD_HINTS: Final = re.compile(
+    "|".join(
+        re.escape(word)
+        for word in (
+            "bearer",
+            "basic",
+            "token",
+            "digest",
+            "negotiate",
+            "apikey",
+            "eyj",
+            "akia",
+            "asia",
+            "aroa",
+            "aida",
+            "agpa",
+            "aipa",
+            "anpa",
+            "anva",
+            "apka",
+            "abia",
+            "acca",
+            "aiza",
+            "ghp_",
+            "gho_",
+            "ghu_",
+            "ghs_",
+            "ghr_",
+            "github_pat_",
+            "glpat-",
+            "xox",
+            "sk_live",
+            "rk_live",
+            "sk_test",
+            "rk_test",
+            "private key",
+        )
+    )
 )
+
+
+def _may_hold_secret(text: str) -> bool:
+    return "=" in text or ":" in text or "@" in text or bool(_WORD_HINTS.search(text.lower()))
+
 
 _SHAPES: Final[tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...]] = (
     # PEM private keys: the whole block.
@@ -124,7 +174,7 @@ _SHAPES: Final[tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...
             r"|gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255}"
             r"|glpat-[A-Za-z0-9_\-]{20,}"
             r"|xox[abposr]-[A-Za-z0-9\-]{10,}"
-            r"|(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,})\b"
+            r"|(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,})(?![A-Za-z0-9_\-])"
         ),
         lambda m: REDACTED,
     ),
@@ -135,11 +185,13 @@ _SHAPES: Final[tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...
     ),
 )
 
-# name=value / name: value / "name": "value" pairs whose name is a secret.
+# name=value / name: value / "name": "value" pairs whose name is a secret. The
+# value is looked at, not consumed: in "failed: password=x" the pair "failed:
+# password" must not hide the pair "password=x" behind it.
 _PAIR: Final = re.compile(
     r"""(?P<name>["']?(?P<bare>[A-Za-z][A-Za-z0-9_.\-]{0,40})["']?)(?P<sep>\s*[=:]\s*)"""
     # A quoted value runs to its closing quote, or to the end when there is none.
-    r"""(?P<value>"[^"]*"?|'[^']*'?|[^\s;,&"'}\]]+)"""
+    r"""(?=(?P<value>"[^"]*"?|'[^']*'?|[^\s;,&"'}\]]+))"""
 )
 
 
@@ -168,23 +220,37 @@ def _secret_name(name: str, names: frozenset[str] = SECRET_NAMES) -> bool:
     return compact in names or compact.endswith(_SECRET_SUFFIXES)
 
 
-def _redact_pair(match: re.Match[str]) -> str:
-    if not _secret_name(match["bare"]) or match["value"].startswith(REDACTED[:-1]):
-        return match[0]
-    value = match["value"]
-    quote = value[0] if value[:1] in ("'", '"') else ""
-    closing = quote if len(value) > 1 and value.endswith(quote) else ""
-    return f"{match['name']}{match['sep']}{quote}{REDACTED}{closing}"
+def _redact_pairs(text: str) -> str:
+    out: list[str] = []
+    done = 0
+    for match in _PAIR.finditer(text):
+        value = match["value"]
+        if (
+            match.start() < done
+            or not _secret_name(match["bare"])
+            or value.startswith(REDACTED[:-1])
+            or value == QUERY_REDACTED
+        ):
+            continue
+        quote = value[0] if value[:1] in ("'", '"') else ""
+        closing = quote if len(value) > 1 and value.endswith(quote) else ""
+        out.append(text[done : match.end()])
+        out.append(f"{quote}{REDACTED}{closing}")
+        done = match.end() + len(value)
+    if not out:
+        return text
+    out.append(text[done:])
+    return "".join(out)
 
 
 def redact_text(text: str) -> str:
     """``text`` with every credential it holds replaced; the same object if none."""
-    if _HINTS.search(text) is None:
+    if not _may_hold_secret(text):
         return text
     redacted = text
     for pattern, replace in _SHAPES:
         redacted = pattern.sub(replace, redacted)
-    redacted = _PAIR.sub(_redact_pair, redacted)
+    redacted = _redact_pairs(redacted)
     return text if redacted == text else redacted
 
 
@@ -195,12 +261,16 @@ _URL: Final = re.compile(
 )
 
 
+# What OpenTelemetry's semantic conventions replace a sensitive query value with.
+QUERY_REDACTED: Final = "REDACTED"
+
+
 def _redact_query(query: str) -> str:
     parts = []
     for part in query.split("&"):
-        name, eq, _ = part.partition("=")
-        secret = eq and _secret_name(name, SECRET_QUERY_NAMES)
-        parts.append(f"{name}={REDACTED}" if secret else part)
+        name, eq, value = part.partition("=")
+        secret = eq and value != QUERY_REDACTED and _secret_name(name, SECRET_QUERY_NAMES)
+        parts.append(f"{name}={QUERY_REDACTED}" if secret else part)
     return "&".join(parts)
 
 

@@ -53,6 +53,7 @@ from tenantrace.instrumentation.manager import (
     instrumentation_suppressed,
 )
 from tenantrace.instrumentation.scrubbing import Scrubber
+from tenantrace.instrumentation.secrets import QUERY_REDACTED, redact_url
 from tenantrace.instrumentation.spans import activate_span, end_span_with
 from tenantrace.instrumentation.tenants import is_valid_tenant_id, with_tenant
 
@@ -97,17 +98,6 @@ _KNOWN_METHODS: Final = frozenset(
 _NEVER_RECORDED: Final = frozenset({"authorization", "proxy-authorization", "cookie"})
 # Query parameters the HTTP conventions name as sensitive (url.query), beyond
 # secret-looking names; compared in lower case.
-_SENSITIVE_QUERY: Final = frozenset(
-    {
-        "x-amz-signature",
-        "x-amz-credential",
-        "x-amz-security-token",
-        "sig",
-        "x-goog-signature",
-        "awsaccesskeyid",
-        "signature",
-    }
-)
 # The ASGI scope key FastAPI's native telemetry (0.165+) keeps its request state
 # in. FastAPI leaves a request whose scope already holds the key to whoever set
 # it (mounted apps; ``None`` is what FastAPI stores for an excluded request).
@@ -140,11 +130,13 @@ def _host_port(value: str) -> tuple[str | None, int | None]:
 
 
 def _redacted_query(query: str) -> str:
+    """``url.query`` with secret parameters' values ``REDACTED``, as the export path
+    would (its secret names, and any the scrubber's key rules name)."""
     parts = []
-    for part in query[:_MAX_QUERY_CHARS].split("&"):
-        name, sep, _ = part.partition("=")
-        secret = sep and (name.lower() in _SENSITIVE_QUERY or _KEY_RULES.is_secret(name))
-        parts.append(f"{name}=REDACTED" if secret else part)
+    for part in redact_url(query[:_MAX_QUERY_CHARS]).split("&"):
+        name, sep, value = part.partition("=")
+        secret = sep and value != QUERY_REDACTED and _KEY_RULES.is_secret(name)
+        parts.append(f"{name}={QUERY_REDACTED}" if secret else part)
     return "&".join(parts)
 
 

@@ -31,6 +31,8 @@ from tenantrace.instrumentation.manager import (
     instrumentation_suppressed,
     level_gate,
 )
+from tenantrace.instrumentation.scrubbing import redacted_repr
+from tenantrace.instrumentation.secrets import redact_text
 from tenantrace.instrumentation.spans import end_span_with, record_exception_once
 from tenantrace.instrumentation.tenants import current_tenant, validate_tenant_id, with_tenant
 
@@ -57,9 +59,12 @@ def get_current_span() -> trace_api.Span:
 
 
 def _argument_value(value: object) -> AttributeValue:
-    if isinstance(value, str | bool | int | float):
-        return value if not isinstance(value, str) else value[:_MAX_ARGUMENT_CHARS]
-    return repr(value)[:_MAX_ARGUMENT_CHARS]
+    """A captured argument as an attribute value, secrets redacted at any depth."""
+    if isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return redact_text(value[:_MAX_ARGUMENT_CHARS])
+    return redacted_repr(value, _MAX_ARGUMENT_CHARS)
 
 
 class _CallTracer:
