@@ -59,6 +59,8 @@ PROJECT_NAME_ATTRIBUTE: Final = "openinference.project.name"
 # Instrumentation scopes per provider are bounded: auto-instrumentation uses a
 # handful, and a caller minting scope names per request must not grow memory.
 MAX_SCOPES_PER_PROVIDER: Final = 256
+# Tenant Resources kept beyond the live providers (about 0.7 KB each: ~11 MB).
+MAX_CACHED_RESOURCES: Final = 16_384
 
 ProviderKey = tuple[str, str | None]
 
@@ -72,9 +74,10 @@ another tenant's business."""
 class TenantResource(Resource):
     """A provider's Resource that knows its tenant without a lookup (see ``span_tenant``)."""
 
-    def __init__(self, resource: Resource, tenant_id: str) -> None:
+    def __init__(self, resource: Resource, tenant_id: str, project_name: str) -> None:
         super().__init__(resource.attributes, resource.schema_url)
         self.tenant_id = tenant_id
+        self.project_name = project_name
 
 
 class TenantTracer(Tracer):
@@ -113,6 +116,35 @@ class TenantTracer(Tracer):
         if type(span) is NonRecordingSpan:  # sampled out: its children stay in its trace
             return TenantNonRecordingSpan(span.get_span_context(), self.tenant_id)
         return span
+
+
+# The scopes of tracers without scope attributes, shared by every tenant's
+# provider: a tenant's provider is rebuilt after LRU eviction, and the export
+# path caches a scope's encoded bytes by identity. Bounded like a provider's scopes.
+_SCOPES: dict[tuple[str, str, str | None], tuple[InstrumentationInfo, InstrumentationScope]] = {}
+_SCOPES_LOCK = threading.Lock()
+
+
+def _scope(
+    name: str, version: str, schema_url: str | None, attributes: Attributes | None
+) -> tuple[InstrumentationInfo, InstrumentationScope]:
+    key = (name, version, schema_url)
+    found = _SCOPES.get(key) if not attributes else None
+    if found is not None:
+        return found
+    with warnings.catch_warnings():
+        # The SDK's Tracer still takes the deprecated InstrumentationInfo.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        made = (
+            InstrumentationInfo(name, version, schema_url),
+            InstrumentationScope(name, version, schema_url, attributes),
+        )
+    if not attributes:
+        with _SCOPES_LOCK:
+            if len(_SCOPES) >= MAX_SCOPES_PER_PROVIDER:
+                _SCOPES.clear()  # scope names minted per request: start over, stay bounded
+            made = _SCOPES.setdefault(key, made)
+    return made
 
 
 class TenantTracerProvider(trace_api.TracerProvider):
@@ -173,10 +205,7 @@ class TenantTracerProvider(trace_api.TracerProvider):
         with self._lock:
             if cache and name in self._tracers:
                 return self._tracers[name]
-            with warnings.catch_warnings():
-                # The SDK's Tracer still takes the deprecated InstrumentationInfo.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                info = InstrumentationInfo(name, version, schema_url)
+            info, scope = _scope(name, version, schema_url, attributes)
             tracer = TenantTracer(
                 self._sampler,
                 self.resource,
@@ -184,7 +213,7 @@ class TenantTracerProvider(trace_api.TracerProvider):
                 self._id_generator,
                 info,
                 self._span_limits,
-                InstrumentationScope(name, version, schema_url, attributes),
+                scope,
             )
             tracer.tenant_id = self.tenant_id
             tracer.split_traces = self._split_traces
@@ -218,6 +247,12 @@ class TenantRegistry:
         self._id_generator = RandomIdGenerator()
         self._capacity = config.max_cached_tenants
         self._providers: OrderedDict[ProviderKey, TenantTracerProvider] = OrderedDict()
+        # What a provider needs and is costly to build, kept for far more tenants
+        # than the live providers: a tenant's return after eviction costs little more
+        # than a hit (a Resource merge and validation is most of a provider's cost).
+        self._resources: OrderedDict[ProviderKey, TenantResource] = OrderedDict()
+        self._max_resources = max(MAX_CACHED_RESOURCES, self._capacity)
+        self._split_traces = config.cross_tenant_traces == "split"
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -241,24 +276,27 @@ class TenantRegistry:
         return self._create(key)
 
     def _create(self, key: ProviderKey) -> TenantTracerProvider:
-        tenant_id, project = key
-        # Validation happens only here, on a miss: every cached key is valid.
-        project_name = self._config.get_project_name(tenant_id, project)
+        tenant_id = key[0]
+        resource = self._resources.get(key)
+        if resource is None:
+            # Validation happens only here, when the key is new: every cached key is valid.
+            resource = self._resource_for(tenant_id, self._config.get_project_name(*key))
         with self._lock:
             provider = self._providers.get(key)
             if provider is not None:  # another thread built it while we waited
                 self.hits += 1
                 return provider
             self.misses += 1
+            self._keep_resource(key, resource)
             provider = TenantTracerProvider(
                 tenant_id=tenant_id,
-                project_name=project_name,
-                resource=self._resource_for(tenant_id, project_name),
+                project_name=resource.project_name,
+                resource=resource,
                 processor=self._pipeline.processor_for(tenant_id),
                 sampler=self._sampler,
                 span_limits=self._span_limits,
                 id_generator=self._id_generator,
-                split_traces=self._config.cross_tenant_traces == "split",
+                split_traces=self._split_traces,
             )
             self._providers[key] = provider
             self.providers_created += 1
@@ -269,6 +307,13 @@ class TenantRegistry:
                 self.evictions += 1
             return provider
 
+    def _keep_resource(self, key: ProviderKey, resource: TenantResource) -> None:
+        """Called with the lock held: remember the tenant's Resource (most recent last)."""
+        self._resources[key] = resource
+        self._resources.move_to_end(key)
+        while len(self._resources) > self._max_resources:
+            self._resources.popitem(last=False)
+
     def _resource_for(self, tenant_id: str, project_name: str) -> TenantResource:
         merged = self._base_resource.merge(
             Resource(
@@ -278,7 +323,7 @@ class TenantRegistry:
                 }
             )
         )
-        return TenantResource(merged, tenant_id)
+        return TenantResource(merged, tenant_id, project_name)
 
     def tenants(self) -> list[ProviderKey]:
         return list(self._providers)
