@@ -184,7 +184,9 @@ def test_a_span_the_checks_miss_is_dropped_alone_by_the_real_encoder(
     """The safety net: as if the pipeline's own checks had a gap, a span the encoder
     refuses reaches the exporter (gRPC's raises, HTTP's returns FAILURE). The real
     encoder, run locally, finds it; it alone is dropped, the rest is sent once more."""
-    monkeypatch.setattr(pipeline_module, "plain_span_size", lambda span, keys=None: 300)
+    monkeypatch.setattr(
+        pipeline_module, "plain_span_size", lambda span, keys=None, unchanged=None: 300
+    )
     manager = otlp_manager(collector.endpoint, _protocol(collector), delay_ms=ONE_BATCH_MS)
     _good_spans(manager, "before")
     tracer = manager.tracer_for("noisy")
@@ -204,7 +206,9 @@ def test_a_span_the_checks_miss_is_dropped_alone_by_the_real_encoder(
 def test_sync_mode_repairs_too_and_a_bad_span_never_trips_the_breaker(
     grpc_collector: OtlpGrpcCollector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pipeline_module, "plain_span_size", lambda span, keys=None: 300)
+    monkeypatch.setattr(
+        pipeline_module, "plain_span_size", lambda span, keys=None, unchanged=None: 300
+    )
     manager = TelemetryManager(
         TelemetryConfig(
             otlp_endpoint=grpc_collector.endpoint,

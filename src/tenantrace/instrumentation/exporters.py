@@ -434,7 +434,11 @@ def span_size(span: ReadableSpan) -> tuple[int, bool]:
     return total, ok
 
 
-def plain_span_size(span: ReadableSpan, keys: AbstractSet[str] | None = None) -> int | None:
+def plain_span_size(
+    span: ReadableSpan,
+    keys: AbstractSet[str] | None = None,
+    unchanged: Callable[[str, object], bool] | None = None,
+) -> int | None:
     """``span_size`` of a plain span in one pass, or None when the span is not plain.
 
     Plain, as most spans are: no trace state, ASCII names and status
@@ -445,8 +449,13 @@ def plain_span_size(span: ReadableSpan, keys: AbstractSet[str] | None = None) ->
     ``keys`` as they are need not see it: the export thread checks and sizes it
     here, touching each field once, instead of in two passes. With ``keys``
     (a scrubber in force) a plain span also has no events, no links and no
-    status description: those are free text the scrubber judges by shape.
+    status description: those are free text the scrubber judges by shape. An
+    attribute whose key is not in ``keys`` still leaves the span plain when
+    ``unchanged(key, value)`` says the scrubber would export it as it is (a URL
+    with nothing to redact).
     """
+    has_events = has_items(span._events)
+    has_links = has_items(span._links)
     attributes = span._attributes
     values = attributes._dict if type(attributes) is BoundedAttributes else attributes
     name = span._name
@@ -456,7 +465,7 @@ def plain_span_size(span: ReadableSpan, keys: AbstractSet[str] | None = None) ->
     start, end = span._start_time, span._end_time
     scope = span._instrumentation_scope
     known = _SCOPE_SIZES.get(id(scope)) if scope is not None else (None, 0, True)
-    if keys is not None and (description or has_items(span._events) or has_items(span._links)):
+    if keys is not None and (description or has_events or has_links):
         return None
     if (
         type(name) is not str
@@ -474,11 +483,11 @@ def plain_span_size(span: ReadableSpan, keys: AbstractSet[str] | None = None) ->
         or not known[2]
     ):
         return None
-    size = _plain_attributes_size(values, keys)
+    size = _plain_attributes_size(values, keys, unchanged)
     if size is None:
         return None
     total = _SPAN + len(name) + len(description) + known[1] + size
-    if has_items(span._events):  # most spans have neither events nor links
+    if has_events:  # most spans have neither events nor links
         for event in ended_items(span._events):
             event_name, timestamp = event.name, event.timestamp
             size = _plain_attributes_size(ended_attributes(event.attributes), keys)
@@ -492,7 +501,7 @@ def plain_span_size(span: ReadableSpan, keys: AbstractSet[str] | None = None) ->
             ):
                 return None
             total += _EVENT + len(event_name) + size
-    if has_items(span._links):
+    if has_links:
         for link in ended_items(span._links):
             size = _plain_attributes_size(ended_attributes(link.attributes), keys)
             if size is None or not _context_ok(link.context):
@@ -502,13 +511,19 @@ def plain_span_size(span: ReadableSpan, keys: AbstractSet[str] | None = None) ->
 
 
 def _plain_attributes_size(
-    values: Mapping[str, object] | None, keys: AbstractSet[str] | None
+    values: Mapping[str, object] | None,
+    keys: AbstractSet[str] | None,
+    unchanged: Callable[[str, object], bool] | None = None,
 ) -> int | None:
     """``_attributes_size`` of plain attributes (see ``plain_span_size``), else None."""
     if not values:
         return 0
     if keys is not None and not values.keys() <= keys:
-        return None
+        if unchanged is None:
+            return None
+        for key in values.keys() - keys:
+            if not unchanged(key, values[key]):
+                return None
     total = 0
     for key, value in values.items():
         kind = type(value)

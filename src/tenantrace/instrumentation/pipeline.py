@@ -232,10 +232,12 @@ class ExportPipeline:
         # Plain spans (see plain_span_size) skip the transform when it says which
         # attribute keys it leaves alone; an opaque transform sees every span.
         self._plain_keys: AbstractSet[str] | None = None
+        self._plain_values: Callable[[str, object], bool] | None = None
         self._plain_path = transform is None
         # Exactly a Scrubber: a subclass may change what its __call__ leaves alone.
         if type(transform) is Scrubber and transform.unchanged_keys is not None:
             self._plain_keys = transform.unchanged_keys
+            self._plain_values = transform.value_unchanged
             self._plain_path = True
         # The SDK and the OTLP exporters log per dropped attribute / failed batch.
         rate_limit_otel_logs()
@@ -488,7 +490,7 @@ class ExportPipeline:
         for ended, owner in zip(batch, owners, strict=True):
             if plain_path:
                 try:
-                    plain = plain_span_size(ended, plain_keys)
+                    plain = plain_span_size(ended, plain_keys, self._plain_values)
                 except Exception:  # an unforeseen span shape: the full path judges it
                     plain = None
                 # Most spans: nothing to scrub, nothing to trim.

@@ -316,6 +316,24 @@ class Scrubber:
         free text, judged by their shape."""
         return self._safe_keys if self._callback is None else None
 
+    def value_unchanged(self, key: str, value: object) -> bool:
+        """True when a span attribute ``key=value`` would be exported as it is.
+
+        For the one-pass path: a key judged by its value (a URL, a host, a
+        statement, free text) whose value has nothing to redact. A statement is
+        judged under every dialect's reading, which changes it if any one would.
+        """
+        if self._callback is not None:
+            return False
+        verdict = self._decisions.get(key)
+        if verdict is None:
+            verdict = self.decision(key)
+        if verdict == _SAFE:
+            return True
+        if verdict < _URL or not isinstance(value, str):
+            return False
+        return self._shaped(verdict, value, {}, False) is value
+
     def is_secret(self, key: str) -> bool:
         return self.decision(key) == _SECRET
 

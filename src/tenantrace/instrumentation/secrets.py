@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Final
 from urllib.parse import unquote_plus
 
@@ -215,6 +216,7 @@ _SECRET_SUFFIXES: Final = (
 )
 
 
+@lru_cache(maxsize=4096)  # names repeat: parameter and field names, not values
 def _secret_name(name: str, names: frozenset[str] = SECRET_NAMES) -> bool:
     compact = _SEPARATORS.sub("", unquote_plus(name).casefold())
     return compact in names or compact.endswith(_SECRET_SUFFIXES)
@@ -243,14 +245,17 @@ def _redact_pairs(text: str) -> str:
     return "".join(out)
 
 
+def _redact_shapes(text: str) -> str:
+    for pattern, replace in _SHAPES:
+        text = pattern.sub(replace, text)
+    return text
+
+
 def redact_text(text: str) -> str:
     """``text`` with every credential it holds replaced; the same object if none."""
     if not _may_hold_secret(text):
         return text
-    redacted = text
-    for pattern, replace in _SHAPES:
-        redacted = pattern.sub(replace, redacted)
-    redacted = _redact_pairs(redacted)
+    redacted = _redact_pairs(_redact_shapes(text))
     return text if redacted == text else redacted
 
 
@@ -274,12 +279,23 @@ def _redact_query(query: str) -> str:
     return "&".join(parts)
 
 
+# URLs repeat (a client calls the same endpoints): short ones are judged once.
+_MAX_CACHED_URL: Final = 2048
+
+
 def redact_url(url: str) -> str:
     """``url`` without userinfo, its secret query parameters and credentials redacted.
 
     Also takes a bare query (``api_key=x&page=2``) or a target (``/path?q=1``).
     Returns the same object when nothing changes.
     """
+    if len(url) > _MAX_CACHED_URL:
+        return _redact_url(url)
+    redacted = _redact_url_cached(url)
+    return url if redacted == url else redacted
+
+
+def _redact_url(url: str) -> str:
     match = _URL.match(url)
     if match is None:  # pragma: no cover - the pattern matches any string
         return redact_text(url)
@@ -296,5 +312,10 @@ def redact_url(url: str) -> str:
     if "=" in fragment:
         fragment = "#" + _redact_query(fragment[1:])
     rebuilt = f"{match['scheme'] or ''}{authority}{path}{query or ''}{fragment}"
-    rebuilt = redact_text(rebuilt)
+    # The query's pairs are judged above; a token elsewhere (a path segment) by shape.
+    if _WORD_HINTS.search(rebuilt.lower()):
+        rebuilt = _redact_shapes(rebuilt)
     return url if rebuilt == url else rebuilt
+
+
+_redact_url_cached = lru_cache(maxsize=1024)(_redact_url)
