@@ -149,6 +149,7 @@ def clear_caches() -> None:
     _span_names.clear()
     _event_names.clear()
     _trace_states.clear()
+    _tenant_fields.clear()
     _groups.clear_caches()
     _wire.clear_caches()
 
@@ -246,8 +247,35 @@ def _encode_link(link: Link, out: list[bytes]) -> None:
     out.append(length_field(b"\x6a", b"".join(body)))
 
 
+# tenant -> the encoded ``tenant.id`` attribute field of its spans (bounded).
+_tenant_fields: dict[str, bytes] = {}
+_MAX_TENANT_FIELDS = 16_384
+TENANT_ATTRIBUTE = "tenant.id"
+
+
+def _tenant_field(resource: object) -> bytes | None:
+    """The ``tenant.id`` attribute field for spans of ``resource``'s tenant, if it has one.
+
+    A tenant's provider Resource knows its tenant (``tenant_id``); Phoenix keeps
+    span attributes but not Resource attributes, so the tenant is written on the
+    span, once encoded per tenant, whoever made the span.
+    """
+    tenant = getattr(resource, "tenant_id", None)
+    if not isinstance(tenant, str):
+        return None
+    field = _tenant_fields.get(tenant)
+    if field is None:
+        out: list[bytes] = []
+        encode_attributes({TENANT_ATTRIBUTE: tenant}, b"\x4a", out)
+        field = b"".join(out)
+        if len(_tenant_fields) >= _MAX_TENANT_FIELDS:
+            _tenant_fields.clear()
+        _tenant_fields[tenant] = field
+    return field
+
+
 def _encode_span(  # noqa: PLR0912, PLR0915 - one pass per span: a call per field costs
-    span: ReadableSpan, direct: bool
+    span: ReadableSpan, direct: bool, tenant_field: bytes | None = None
 ) -> bytes:
     """The ``spans`` field (tag, length, Span message) of one span."""
     if direct:
@@ -292,6 +320,8 @@ def _encode_span(  # noqa: PLR0912, PLR0915 - one pass per span: a call per fiel
         out += (b"\x41", pack_fixed64(end))
     if attributes:
         dropped_attributes += encode_attributes(attributes, b"\x4a", out)
+    if tenant_field is not None and TENANT_ATTRIBUTE not in attributes:
+        out.append(tenant_field)
     if dropped_attributes:
         out.append(uint32_field(b"\x50", dropped_attributes))
     if events:
@@ -325,13 +355,18 @@ def _encode_span(  # noqa: PLR0912, PLR0915 - one pass per span: a call per fiel
 # ------------------------------------------------------------------ a request
 
 
-def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
-    """The serialized ``ExportTraceServiceRequest`` of ``spans`` (ended SDK spans)."""
+def encode_spans(spans: Sequence[ReadableSpan], *, name_tenants: bool = False) -> bytes:
+    """The serialized ``ExportTraceServiceRequest`` of ``spans`` (ended SDK spans).
+
+    ``name_tenants``: every span of a tenant's Resource without a ``tenant.id``
+    attribute gets one (its tenant's), written on the wire, nothing on the span.
+    """
     _groups.bound_caches()
     groups: _groups.Groups = {}
     seen: dict[int, _groups.Entry] = {}
     last_resource: object = groups  # a sentinel no span refers to
     last_scope: object = groups
+    tenant_field: bytes | None = None
     target: list[bytes] = []
     direct_types = _DIRECT
     for span in spans:
@@ -345,9 +380,11 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
         else:
             resource = span.resource
             scope = span.instrumentation_scope
-        field = _encode_span(span, direct)
         if resource is not last_resource or scope is not last_scope:
             target = group_for(groups, seen, resource, scope)
+            if name_tenants:
+                tenant_field = _tenant_field(resource)
             last_resource, last_scope = resource, scope
+        field = _encode_span(span, direct, tenant_field)
         target.append(field)
     return _groups.assemble(groups)
