@@ -243,7 +243,16 @@ def _build_otlp(config: TelemetryConfig) -> SpanExporter:
         timeout_millis = min(timeout_millis, SYNC_EXPORT_TIMEOUT_MILLIS)
     timeout_s = timeout_millis / 1000
     headers = dict(config.otlp_headers) or None
+    # otlp_encoder="tenantrace": tenantrace.export's exporters, same options (docs/export.md).
     if config.otlp_protocol == "http/protobuf":
+        if config.otlp_encoder == "tenantrace":
+            from tenantrace.export.http import HttpSpanExporter
+
+            return HttpSpanExporter(
+                endpoint=otlp_http_url(config.otlp_endpoint, config.otlp_use_tls),
+                headers=headers,
+                timeout=timeout_s,
+            )
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
             OTLPSpanExporter as HttpExporter,
         )
@@ -262,6 +271,10 @@ def _build_otlp(config: TelemetryConfig) -> SpanExporter:
     insecure = not config.otlp_use_tls
     if "://" in endpoint:
         insecure = urlsplit(endpoint).scheme != "https"
+    if config.otlp_encoder == "tenantrace":
+        from tenantrace.export.grpc import GrpcSpanExporter
+
+        return GrpcSpanExporter(endpoint, insecure=insecure, headers=headers, timeout=timeout_s)
     return GrpcExporter(endpoint=endpoint, insecure=insecure, headers=headers, timeout=timeout_s)
 
 
@@ -575,10 +588,23 @@ def _scope_size(scope: InstrumentationScope) -> tuple[int, bool]:
     return size, name_ok and version_ok and schema_ok and attributes_ok
 
 
+# id(resource) -> (resource, size): a tenant's Resource is sized once, not per batch.
+# The Resource is held so that its id cannot be reused while cached.
+_RESOURCE_SIZES: dict[int, tuple[Resource, int]] = {}
+_MAX_RESOURCE_SIZES: Final = 16_384
+
+
 def resource_size(resource: Resource) -> int:
     """An upper bound of the encoded size of ``resource`` in a request."""
+    known = _RESOURCE_SIZES.get(id(resource))
+    if known is not None and known[0] is resource:
+        return known[1]
     size, _ = _attributes_size(resource.attributes)
-    return _RESOURCE + size + len(resource.schema_url or "")
+    total = _RESOURCE + size + len(resource.schema_url or "")
+    if len(_RESOURCE_SIZES) >= _MAX_RESOURCE_SIZES:
+        _RESOURCE_SIZES.clear()
+    _RESOURCE_SIZES[id(resource)] = (resource, total)
+    return total
 
 
 # ------------------------------------------------------------------- repair

@@ -59,7 +59,8 @@ PROJECT_NAME_ATTRIBUTE: Final = "openinference.project.name"
 # Instrumentation scopes per provider are bounded: auto-instrumentation uses a
 # handful, and a caller minting scope names per request must not grow memory.
 MAX_SCOPES_PER_PROVIDER: Final = 256
-# Tenant Resources kept beyond the live providers (about 0.7 KB each: ~11 MB).
+# Evicted providers kept beyond the live ones, with their Resources and tracers
+# (about 2 KB each: 34 MB at most).
 MAX_CACHED_RESOURCES: Final = 16_384
 
 ProviderKey = tuple[str, str | None]
@@ -247,11 +248,13 @@ class TenantRegistry:
         self._id_generator = RandomIdGenerator()
         self._capacity = config.max_cached_tenants
         self._providers: OrderedDict[ProviderKey, TenantTracerProvider] = OrderedDict()
-        # What a provider needs and is costly to build, kept for far more tenants
-        # than the live providers: a tenant's return after eviction costs little more
-        # than a hit (a Resource merge and validation is most of a provider's cost).
-        self._resources: OrderedDict[ProviderKey, TenantResource] = OrderedDict()
-        self._max_resources = max(MAX_CACHED_RESOURCES, self._capacity)
+        # Providers evicted from the LRU, kept (bounded, far more than the live ones)
+        # with all they need: the Resource, merged and validated, and their tracers. A
+        # tenant's return after eviction then costs about a hit, and allocates nothing
+        # (a rebuild per span would cost as much again, half of it in the garbage
+        # collector walking what the rebuilds allocate).
+        self._evicted: OrderedDict[ProviderKey, TenantTracerProvider] = OrderedDict()
+        self._max_evicted = max(MAX_CACHED_RESOURCES, self._capacity)
         self._split_traces = config.cross_tenant_traces == "split"
         self._lock = threading.Lock()
         self.hits = 0
@@ -277,42 +280,45 @@ class TenantRegistry:
 
     def _create(self, key: ProviderKey) -> TenantTracerProvider:
         tenant_id = key[0]
-        resource = self._resources.get(key)
-        if resource is None:
+        provider = self._evicted.get(key)
+        project_name = None
+        if provider is None:
             # Validation happens only here, when the key is new: every cached key is valid.
-            resource = self._resource_for(tenant_id, self._config.get_project_name(*key))
+            project_name = self._config.get_project_name(*key)
         with self._lock:
-            provider = self._providers.get(key)
-            if provider is not None:  # another thread built it while we waited
+            found = self._providers.get(key)
+            if found is not None:  # another thread built it while we waited
                 self.hits += 1
-                return provider
+                return found
             self.misses += 1
-            self._keep_resource(key, resource)
-            provider = TenantTracerProvider(
-                tenant_id=tenant_id,
-                project_name=resource.project_name,
-                resource=resource,
-                processor=self._pipeline.processor_for(tenant_id),
-                sampler=self._sampler,
-                span_limits=self._span_limits,
-                id_generator=self._id_generator,
-                split_traces=self._split_traces,
-            )
+            provider = self._evicted.pop(key, None)
+            if provider is None:
+                provider = self._build(
+                    tenant_id, project_name or self._config.get_project_name(*key)
+                )
             self._providers[key] = provider
-            self.providers_created += 1
             while len(self._providers) > self._capacity:
                 # Nothing is queued inside a provider, so eviction loses no span;
                 # spans still open on an evicted provider end into the pipeline.
-                self._providers.popitem(last=False)
+                evicted_key, evicted = self._providers.popitem(last=False)
                 self.evictions += 1
+                self._evicted[evicted_key] = evicted
+                if len(self._evicted) > self._max_evicted:
+                    self._evicted.popitem(last=False)
             return provider
 
-    def _keep_resource(self, key: ProviderKey, resource: TenantResource) -> None:
-        """Called with the lock held: remember the tenant's Resource (most recent last)."""
-        self._resources[key] = resource
-        self._resources.move_to_end(key)
-        while len(self._resources) > self._max_resources:
-            self._resources.popitem(last=False)
+    def _build(self, tenant_id: str, project_name: str) -> TenantTracerProvider:
+        self.providers_created += 1
+        return TenantTracerProvider(
+            tenant_id=tenant_id,
+            project_name=project_name,
+            resource=self._resource_for(tenant_id, project_name),
+            processor=self._pipeline.processor_for(tenant_id),
+            sampler=self._sampler,
+            span_limits=self._span_limits,
+            id_generator=self._id_generator,
+            split_traces=self._split_traces,
+        )
 
     def _resource_for(self, tenant_id: str, project_name: str) -> TenantResource:
         merged = self._base_resource.merge(
