@@ -256,33 +256,56 @@ def _report(args: argparse.Namespace, out: TextIO) -> int:
     from tenantrace.analytics.phoenix import PhoenixAnalytics
     from tenantrace.analytics.report import write_report
 
+    if args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {args.limit}")
     end = datetime.now().astimezone()
     start = end - parse_duration(args.since)
     update, close = _progress("fetching spans from Phoenix")
     try:
         with PhoenixAnalytics(args.phoenix_url) as analytics:
-            traces = analytics.get_traces(
+            # One more than the limit: whether the range held more is then known.
+            spans = analytics.get_spans(
                 start,
                 end,
                 operation_filter=args.operation,
-                limit=args.limit,
+                limit=args.limit + 1,
                 project=args.project,
                 tenant_id=args.tenant,
                 progress=update,
             )
     finally:
         close()
+    truncated = len(spans) > args.limit
+    spans = spans[: args.limit]
     scope = args.project or (f"tenant {args.tenant}" if args.tenant else "all projects")
+    counting = (
+        f"every span named {args.operation!r}, at any depth"
+        if args.operation
+        else "every span of every operation, at any depth"
+    )
     path = write_report(
-        traces,
+        spans,
         args.out,
         title=f"tenantrace report: {scope}, last {args.since}",
         source=args.phoenix_url,
+        phoenix_url=args.phoenix_url,
+        counting=counting,
+        truncated_at=args.limit if truncated else None,
+        top=args.top,
     )
-    out.write(f"{len(traces)} traces from {scope} written to {path}\n")
-    if not traces:
+    traces = len({(s.project, s.trace_id) for s in spans})
+    failed = sum(1 for s in spans if s.status == "error")
+    out.write(
+        f"{len(spans)} spans ({failed} failed) in {traces} traces from {scope} written to {path}\n"
+    )
+    if truncated:
         out.write(
-            "no traces in that range: check --since, and --tenant/--project against "
+            f"only the first {args.limit} spans of the range were read (oldest first): "
+            "raise --limit for the rest\n"
+        )
+    if not spans:
+        out.write(
+            "no spans in that range: check --since, and --tenant/--project against "
             f"the projects in Phoenix at {args.phoenix_url}\n"
         )
     return EXIT_OK
@@ -295,13 +318,16 @@ def _sessions_export(args: argparse.Namespace, out: TextIO) -> int:
     from tenantrace.analytics.phoenix import PhoenixAnalytics
 
     with PhoenixAnalytics(args.phoenix_url) as analytics:
+        # Without --tenant each id is looked for in every tenant's projects;
+        # an id that several tenants hold is an error naming them.
         written = analytics.export_session_trajectories(
             args.session_id, args.out, tenant_id=args.tenant
         )
     missing = len(args.session_id) - written
     noun = "trajectory" if written == 1 else "trajectories"
     out.write(f"{written} session {noun} written to {args.out}")
-    out.write(f" ({missing} not found)\n" if missing else "\n")
+    where = f"tenant {args.tenant}" if args.tenant else "any tenant's projects"
+    out.write(f" ({missing} not found in {where})\n" if missing else "\n")
     return EXIT_OK if written else EXIT_DEGRADED
 
 
@@ -352,10 +378,12 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="read traces back from Phoenix and write an HTML report with plots",
-        description="Fetch traces from Phoenix and write one self-contained HTML file "
-        "(plotly.js embedded, opens offline): latency per operation and over time, "
-        "error rates, sessions per tenant.",
+        help="read spans back from Phoenix and write an HTML report with plots",
+        description="Fetch every span of a time range from Phoenix and write one "
+        "self-contained HTML file (plotly.js embedded, opens offline): latency and errors "
+        "per operation (every span, at any depth) and per trace (root spans), tenants side "
+        "by side, latency and error rate over time per tenant and operation, the top "
+        "errors (scrubbed) and the slowest traces linked to Phoenix's UI.",
     )
     report.add_argument("--phoenix-url", default=phoenix_url, help="Phoenix's HTTP address")
     which = report.add_mutually_exclusive_group()
@@ -365,7 +393,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--since", default="1h", help="how far back: e.g. 30m, 1h, 2d")
     report.add_argument("--operation", help="only spans of this name (any depth)")
-    report.add_argument("--limit", type=int, default=10_000, help="at most this many traces")
+    report.add_argument(
+        "--limit", type=int, default=50_000, help="at most this many spans (the oldest first)"
+    )
+    report.add_argument(
+        "--top",
+        type=int,
+        default=12,
+        help="operations and tenants drawn one by one in the plots; the rest are 'other'",
+    )
     report.add_argument("--out", default="report.html", help="the HTML file to write")
     report.set_defaults(run=_report)
 
@@ -387,7 +423,9 @@ def _parser() -> argparse.ArgumentParser:
         "--session-id", action="append", required=True, help="a session id (repeatable)"
     )
     export.add_argument(
-        "--tenant", help="the tenant whose sessions these are (as recorded by using_session)"
+        "--tenant",
+        help="the tenant whose sessions these are (as recorded by using_session); "
+        "without it every tenant's projects are searched",
     )
     export.add_argument("--out", default="trajectories.jsonl", help="the JSONL file to write")
     export.set_defaults(run=_sessions_export)

@@ -1,31 +1,40 @@
 """The command line as a user runs it, and the HTML report as a browser shows it.
 
 ``tenantrace report`` and ``tenantrace sessions export`` read the session's real
-Phoenix; the report is opened in headless Chromium with the network off and
-its plots must render (a screenshot is kept in ``test-artifacts/``).
+Phoenix. Failures sit below the roots (a ``rerank`` child that fails while its
+``agent.turn`` succeeds), as in the report that hid them. The report is opened
+in headless Chromium with the network off, one screenshot per section (kept in
+``test-artifacts/report-phoenix/``), and its links open the traces in Phoenix's UI.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import os
-import shutil
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from report_browser import dump_dom, pixel_stats, plotly_figures, screenshot_sections
 
 from phoenix_server import PhoenixServer, wait_for_spans
 from tenantrace import TelemetryConfig, TelemetryManager, using_session
+from tenantrace.analytics.report import SECTIONS
 from tenantrace.cli import main, parse_duration
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 TENANT = "cli_acme"
+OTHER_TENANT = "cli_globex"
 SESSION = "cli-session-1"
+SHARED_SESSION = "cli-shared"  # recorded by both tenants
+TURNS = 3  # agent.turn roots of TENANT, each with a rerank child; the second rerank fails
+SECRET = "sk-live-0123456789abcdef"
 
 
 def tenantrace(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -45,14 +54,20 @@ def tenantrace(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[
 def traced(phoenix: PhoenixServer) -> Iterator[PhoenixServer]:
     manager = TelemetryManager(TelemetryConfig(otlp_endpoint=phoenix.grpc_endpoint))
     try:
-        for turn in range(3):
+        for turn in range(TURNS):
             with (
                 using_session(SESSION),
                 manager.span("agent.turn", tenant_id=TENANT) as span,
             ):
                 span.set_attribute("input.value", f"turn {turn}")
+                try:
+                    with manager.span("rerank"):
+                        time.sleep(0.003)
+                        if turn == 1:  # tolerated: the turn itself succeeds
+                            raise ConnectionError(f"reranker refused api_key={SECRET}")
+                except ConnectionError:
+                    pass
                 span.set_attribute("output.value", f"reply {turn}")
-                time.sleep(0.003)
         for i in range(5):
             try:
                 with manager.span("cogniverse.routing", tenant_id=TENANT):
@@ -60,29 +75,77 @@ def traced(phoenix: PhoenixServer) -> Iterator[PhoenixServer]:
                         raise ConnectionError("vespa down")
             except ConnectionError:
                 pass
+        for tenant in (TENANT, OTHER_TENANT):
+            with using_session(SHARED_SESSION), manager.span("agent.turn", tenant_id=tenant):
+                time.sleep(0.02)
         assert manager.force_flush(timeout_millis=20_000)
     finally:
         manager.shutdown()
-    wait_for_spans(phoenix.http_url, f"cogniverse-{TENANT}", 8)
+    wait_for_spans(phoenix.http_url, f"cogniverse-{TENANT}", 2 * TURNS + 5 + 1)
+    wait_for_spans(phoenix.http_url, f"cogniverse-{OTHER_TENANT}", 1)
     yield phoenix
 
 
+def _text(page: str) -> str:
+    without_scripts = re.sub(r"<script.*?</script>", " ", page, flags=re.S)
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", without_scripts)))
+
+
 @pytest.mark.phoenix
-def test_report_command_writes_a_self_contained_html(traced: PhoenixServer, tmp_path: Path) -> None:
+def test_report_command_counts_every_span(traced: PhoenixServer, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
     result = tenantrace(
         "report", "--phoenix-url", traced.http_url, "--tenant", TENANT, "--since", "1h",
         "--out", str(out),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert f"8 traces from tenant {TENANT} written to {out}" in result.stdout
+    spans, roots = 2 * TURNS + 5 + 1, TURNS + 5 + 1
+    assert f"{spans} spans (2 failed) in {roots} traces from tenant {TENANT} written to {out}" in (
+        result.stdout
+    )
     page = out.read_text()
-    found = {name: name in page for name in ("cogniverse.routing", "agent.turn")}
-    assert found == {"cogniverse.routing": True, "agent.turn": True}
-    # Four plots, plotly.js inlined exactly once, no script fetched from anywhere.
+    text = _text(page)
+    # What is counted is said at the top; the failed child is counted, the roots apart.
+    assert "Counted: every span of every operation, at any depth." in text
+    assert f"{spans} spans in {roots} traces; {roots} of the spans are trace roots" in text
+    assert "rerank 3 3 1 33.3%" in text  # spans, traces, failed spans, error rate
+    assert "agent.turn 4 0 1" in text  # root table: traces, failed at the root, with a failure
+    assert "ConnectionError" in text and "reranker refused api_key=" in text
+    assert SECRET not in page
+    # Plots drawn from the same figures: the rerank failure is in the error-rate bars.
+    figures = plotly_figures(page)
+    [bars] = figures["plot-operations-1"]["data"]
+    assert dict(zip(bars["y"], bars["x"], strict=True))["rerank"] == pytest.approx(1 / 3)
+    # plotly.js inlined exactly once, no script fetched from anywhere.
     counts = {marker: page.count(marker) for marker in ("Plotly.newPlot(", "window.Plotly = ")}
-    assert counts == {"Plotly.newPlot(": 4, "window.Plotly = ": 1}
+    assert counts == {"Plotly.newPlot(": 6, "window.Plotly = ": 1}
     assert page.count("<script src=") == 0
+
+
+@pytest.mark.phoenix
+def test_report_of_one_operation_at_depth(traced: PhoenixServer, tmp_path: Path) -> None:
+    out = tmp_path / "rerank.html"
+    result = tenantrace(
+        "report", "--phoenix-url", traced.http_url, "--tenant", TENANT, "--operation", "rerank",
+        "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"{TURNS} spans (1 failed) in {TURNS} traces" in result.stdout
+    text = _text(out.read_text())
+    assert "Counted: every span named 'rerank', at any depth." in text
+    assert "None of the counted spans is a trace root" in text
+
+
+@pytest.mark.phoenix
+def test_report_limit_is_said(traced: PhoenixServer, tmp_path: Path) -> None:
+    out = tmp_path / "limited.html"
+    result = tenantrace(
+        "report", "--phoenix-url", traced.http_url, "--tenant", TENANT, "--limit", "4",
+        "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "4 spans" in result.stdout and "raise --limit" in result.stdout
+    assert "only the first 4 spans (oldest first) were read" in _text(out.read_text())
 
 
 @pytest.mark.phoenix
@@ -94,11 +157,43 @@ def test_sessions_export_command_writes_jsonl(traced: PhoenixServer, tmp_path: P
         "--session-id", "unknown-session", "--out", str(out),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "1 session trajectory written" in result.stdout and "(1 not found)" in result.stdout
+    assert "1 session trajectory written" in result.stdout
+    assert f"(1 not found in tenant {TENANT})" in result.stdout
     [line] = out.read_text().splitlines()
     record = json.loads(line)
     assert [t["input"] for t in record["turns"]] == ["turn 0", "turn 1", "turn 2"]
     assert record["tenant_id"] == TENANT
+
+
+@pytest.mark.phoenix
+def test_sessions_export_without_a_tenant_searches_every_tenant(
+    traced: PhoenixServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "trajectories.jsonl"
+    found = tenantrace(
+        "sessions", "export", "--phoenix-url", traced.http_url, "--session-id", SESSION,
+        "--session-id", "never-recorded", "--out", str(out),
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    assert "1 session trajectory written" in found.stdout
+    assert "(1 not found in any tenant's projects)" in found.stdout
+    [record] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["session_id"] == SESSION and record["tenant_id"] == TENANT
+    assert [t["input"] for t in record["turns"]] == ["turn 0", "turn 1", "turn 2"]
+    # The same id in two tenants: which one is meant must be said.
+    both = tenantrace(
+        "sessions", "export", "--phoenix-url", traced.http_url, "--session-id", SHARED_SESSION,
+        "--out", str(out),
+    )  # fmt: skip
+    assert both.returncode == 2
+    assert f"is in several tenants ({TENANT}, {OTHER_TENANT})" in both.stderr
+    assert "--tenant" in both.stderr and "Traceback" not in both.stderr
+    none = tenantrace(
+        "sessions", "export", "--phoenix-url", traced.http_url, "--session-id", "nope",
+        "--out", str(out),
+    )  # fmt: skip
+    assert none.returncode == 1
+    assert "0 session trajectories written" in none.stdout
 
 
 @pytest.mark.phoenix
@@ -141,47 +236,69 @@ def test_durations() -> None:
             parse_duration(bad)
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.mark.phoenix
 def test_the_report_renders_offline_in_headless_chromium(
     traced: PhoenixServer, tmp_path: Path
 ) -> None:
-    browser = _chromium()
-    if browser is None:
-        message = "Debian's chromium is not installed (scripts/test.sh installs it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    out = tmp_path / "report.html"
+    assert tenantrace(
+        "report", "--phoenix-url", traced.http_url, "--since", "1h", "--out", str(out)
+    ).returncode == 0  # fmt: skip
+    page = out.read_text()
+    dom = dump_dom(out.as_uri(), tmp_path)
+    # Plotly replaces each plot's empty div with an SVG drawing once it has rendered.
+    assert dom.count('class="main-svg"') >= 6, dom[:2000]
+    # What is drawn: one box per operation of the figure, one line per tenant.
+    figures = plotly_figures(page)
+    boxes = figures["plot-operations-0"]["data"]
+    assert dom.count('class="trace boxes"') == len(boxes)
+    assert {"agent.turn", "rerank"} <= {b["name"] for b in boxes}
+    tenant_lines = {line["name"] for line in figures["plot-over-time-0"]["data"]}
+    assert {TENANT, OTHER_TENANT} <= tenant_lines or any(
+        name.startswith("other (") for name in tenant_lines
+    )
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in dom
+    shots = screenshot_sections(out, SECTIONS, ARTIFACTS / "report-phoenix", tmp_path)
+    stats = pixel_stats(shots, tmp_path)
+    for section in SECTIONS:  # not blank: text and tables drawn
+        assert stats[section]["non_white"] > 0.005, (section, stats[section])
+        assert stats[section]["luminance_std"] > 5, (section, stats[section])
+    for section in ("operations", "tenants"):  # the data drawn in trace colours
+        assert stats[section]["trace_colored"] > 0.002, (section, stats[section])
+    # The spans here were sent within a second or two: each tenant's series is a
+    # point or two, drawn as markers (a few pixels) rather than lines.
+    assert stats["over-time"]["trace_colored"] > 0.0001, stats["over-time"]
+    over_time = dom.split('id="plot-over-time-0"', 1)[1].split('id="plot-over-time-1"', 1)[0]
+    points = sum(len(line["x"]) for line in figures["plot-over-time-0"]["data"])
+    assert over_time.count('class="point"') == points
+
+
+@pytest.mark.phoenix
+def test_a_report_link_opens_the_trace_in_phoenix_ui(traced: PhoenixServer, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
     assert tenantrace(
         "report", "--phoenix-url", traced.http_url, "--tenant", TENANT, "--out", str(out)
     ).returncode == 0  # fmt: skip
-    flags = [
-        "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-quic", f"--user-data-dir={tmp_path / 'profile'}",
-        # No network at all: anything the page fetched from outside would fail.
-        "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
-    ]  # fmt: skip
-    env = {**os.environ, "HOME": str(tmp_path)}
-    dom = subprocess.run(
-        [browser, *flags, "--virtual-time-budget=10000", "--dump-dom", out.as_uri()],
-        capture_output=True, text=True, timeout=120, check=False, env=env,
-    )  # fmt: skip
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    # Plotly replaces each plot's empty div with an SVG drawing once it has rendered.
-    assert dom.stdout.count('class="main-svg"') >= 4, dom.stdout[:2000]
-    ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "report.png"
-    screenshot = subprocess.run(
-        [browser, *flags, "--virtual-time-budget=10000", "--window-size=1200,2400",
-         f"--screenshot={shot}", out.as_uri()],
-        capture_output=True, text=True, timeout=120, check=False, env=env,
-    )  # fmt: skip
-    assert screenshot.returncode == 0 and shot.stat().st_size > 20_000, screenshot.stderr[-2000:]
+    errors = out.read_text().split("<section id='errors'>", 1)[1].split("</section>", 1)[0]
+    [row] = [row for row in errors.split("<tr>") if "reranker refused" in row]
+    [link] = re.findall(r"href='([^']+)'", row)
+    link = html.unescape(link)
+    match = re.fullmatch(
+        re.escape(traced.http_url)
+        + r"/projects/([^/]+)/traces/([0-9a-f]{32})\?selectedSpanNodeId=.+",
+        link,
+    )
+    assert match, link
+    project_id, trace_id = match.groups()
+    # The project id is the one Phoenix's API gives for the tenant's project.
+    body = httpx.get(f"{traced.http_url}/v1/projects/cogniverse-{TENANT}", trust_env=False).json()
+    assert body["data"]["id"] == project_id
+    # Phoenix's own UI opens it: the trace, its spans and the selected span's error.
+    dom = dump_dom(link, tmp_path, budget_ms=20_000, loopback=True)
+    assert trace_id in dom
+    assert "agent.turn" in dom and "rerank" in dom
+    assert "reranker refused" in dom
 
 
 @pytest.mark.phoenix

@@ -1,4 +1,4 @@
-"""Learn from traces: per-modality metrics, traces read back from Phoenix, plots, a report.
+"""Learn from traces: per-modality metrics, spans read back from Phoenix, plots, a report.
 
 ``ModalityMetricsTracker`` needs nothing beyond the standard library. The
 Phoenix reader needs the ``phoenix`` extra (httpx) and the plots and report
@@ -14,7 +14,9 @@ from tenantrace.analytics.errors import PhoenixError
 from tenantrace.analytics.modality import ModalityMetricsTracker, ModalityStats
 
 if TYPE_CHECKING:
-    from tenantrace.analytics.phoenix import PhoenixAnalytics, SessionTurn, TraceMetrics
+    from tenantrace.analytics.insights import overview, slowest_traces, top_errors
+    from tenantrace.analytics.phoenix import PhoenixAnalytics
+    from tenantrace.analytics.records import SessionTurn, SpanMetrics, TraceMetrics, trace_url
     from tenantrace.analytics.report import write_report
     from tenantrace.analytics.summary import GroupStats, TimeBucket, summarize, time_series
 
@@ -25,17 +27,27 @@ __all__ = [
     "PhoenixAnalytics",
     "PhoenixError",
     "SessionTurn",
+    "SpanMetrics",
     "TimeBucket",
     "TraceMetrics",
+    "overview",
+    "slowest_traces",
     "summarize",
     "time_series",
+    "top_errors",
+    "trace_url",
     "write_report",
 ]
 
 _LAZY = {
     "PhoenixAnalytics": "phoenix",
-    "SessionTurn": "phoenix",
-    "TraceMetrics": "phoenix",
+    "SessionTurn": "records",
+    "SpanMetrics": "records",
+    "TraceMetrics": "records",
+    "trace_url": "records",
+    "overview": "insights",
+    "slowest_traces": "insights",
+    "top_errors": "insights",
     "GroupStats": "summary",
     "TimeBucket": "summary",
     "summarize": "summary",

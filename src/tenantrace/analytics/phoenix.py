@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import replace
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -30,10 +30,28 @@ except ImportError as _missing:  # pragma: no cover - depends on the install
     ) from _missing
 
 from tenantrace.analytics.errors import PhoenixError
+from tenantrace.analytics.records import (
+    Malformed,
+    SessionTurn,
+    SpanMetrics,
+    TraceMetrics,
+    parse_time,
+    session_turn,
+    span_record,
+    trace_url,
+    turn_record,
+)
 from tenantrace.instrumentation.config import TelemetryConfig
-from tenantrace.instrumentation.sessions import SESSION_ID, tenant_session_id
+from tenantrace.instrumentation.sessions import tenant_session_id
 
-__all__ = ["PhoenixAnalytics", "PhoenixError", "SessionTurn", "TraceMetrics"]
+__all__ = [
+    "PhoenixAnalytics",
+    "PhoenixError",
+    "SessionTurn",
+    "SpanMetrics",
+    "TraceMetrics",
+    "trace_url",
+]
 
 Outcome = Literal["success", "partial", "failure"]
 OUTCOMES: Final = ("success", "partial", "failure")
@@ -41,48 +59,6 @@ OUTCOMES: Final = ("success", "partial", "failure")
 # progress bar moving and each request short.
 _PAGE: Final = 500
 _TRACE_IDS_PER_REQUEST: Final = 50
-# Attribute names (their last dotted segment) the seed reads as profile/strategy.
-_PROFILE_KEYS: Final = ("profile",)
-_STRATEGY_KEYS: Final = ("strategy",)
-
-
-class _Malformed(ValueError):
-    """A part of an answer is not what Phoenix's API describes."""
-
-
-@dataclass(frozen=True, slots=True)
-class TraceMetrics:
-    """One traced operation read back from Phoenix (the seed's fields, then where it lives)."""
-
-    trace_id: str
-    timestamp: datetime
-    duration_ms: float
-    operation: str
-    status: str  # "success" or "error"
-    profile: str | None
-    strategy: str | None
-    error: str | None
-    metadata: dict[str, Any]
-    tenant_id: str | None = None
-    project: str | None = None
-    session_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SessionTurn:
-    """One turn of a session: the root span of one of its traces."""
-
-    session_id: str
-    index: int
-    trace_id: str
-    operation: str
-    start_time: datetime
-    end_time: datetime
-    duration_ms: float
-    status: str
-    input: str | None
-    output: str | None
-    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 class PhoenixAnalytics:
@@ -103,6 +79,7 @@ class PhoenixAnalytics:
     ) -> None:
         self.phoenix_url = phoenix_url.rstrip("/")
         self._config = config or TelemetryConfig()
+        self._project_ids: dict[str, str] = {}  # name -> Phoenix's id, as read
         headers = {"accept": "application/json"}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
@@ -138,14 +115,32 @@ class PhoenixAnalytics:
         """Turn an answer that is not what the API describes into one PhoenixError."""
         try:
             yield
-        except (_Malformed, KeyError, TypeError, AttributeError, ValueError) as exc:
-            detail = exc if isinstance(exc, _Malformed) else f"a span without {exc}"
+        except (Malformed, KeyError, TypeError, AttributeError, ValueError) as exc:
+            detail = exc if isinstance(exc, Malformed) else f"a span without {exc}"
             raise PhoenixError(f"Phoenix at {self.phoenix_url} sent {detail}") from None
 
     def projects(self) -> list[str]:
         """Names of all projects on the server."""
+        return list(self._project_index())
+
+    def project_id(self, project: str) -> str | None:
+        """Phoenix's id of a project (what its UI's URLs hold); None if there is none."""
+        if project not in self._project_ids:
+            with self._reading():
+                body = self._get(f"/v1/projects/{_segment(project)}", {}, missing_ok=True)
+                if body is None:
+                    return None
+                self._project_ids[project] = str(_field(body, "data", dict)["id"])
+        return self._project_ids[project]
+
+    def _project_index(self) -> dict[str, str]:
+        """Every project's name and id, in the server's order (ids kept for links)."""
         with self._reading():
-            return [str(p["name"]) for p in self._paged("/v1/projects", {"limit": 100})]
+            index = {
+                str(p["name"]): str(p["id"]) for p in self._paged("/v1/projects", {"limit": 100})
+            }
+        self._project_ids.update(index)
+        return index
 
     def session_key(self, session_id: str, tenant_id: str | None = None) -> str:
         """The ``session.id`` Phoenix stores: the tenant's (``"<tenant>:<id>"``) if given."""
@@ -188,39 +183,101 @@ class PhoenixAnalytics:
         Without ``operation_filter`` one entry per trace: its root as this
         project sees it (a span whose parent is not in the project, so a
         service continuing a caller's trace has its own entry span counted).
-        With it, one per span of that name at any depth. ``project`` or
-        ``tenant_id`` picks one project; neither reads every project.
-        ``progress`` is called with the number of spans read after each page.
+        Failed spans below a root do not show here: ``get_spans`` gives them.
+        With ``operation_filter``, one per span of that name at any depth.
+        ``project`` or ``tenant_id`` picks one project; neither reads every
+        project. ``progress`` is called with the number of spans read after each page.
         """
+        return self._read(
+            _span_params(start_time, end_time, operation_filter),
+            limit,
+            project=project,
+            tenant_id=tenant_id,
+            progress=progress,
+            chosen="named" if operation_filter is not None else "roots",
+        )
+
+    def get_spans(
+        self,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        operation_filter: str | None = None,
+        limit: int = 10_000,
+        *,
+        project: str | None = None,
+        tenant_id: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[SpanMetrics]:
+        """Every span started in ``[start_time, end_time)`` (the first ``limit``, oldest first).
+
+        Each span's ``is_root`` says whether it is its trace's root as the
+        project sees it (its parent is not in the project). With
+        ``operation_filter`` only spans of that name are read, and one is a
+        root only when it has no parent at all. ``project``, ``tenant_id`` and
+        ``progress`` as for ``get_traces``.
+        """
+        return self._read(
+            _span_params(start_time, end_time, operation_filter),
+            limit,
+            project=project,
+            tenant_id=tenant_id,
+            progress=progress,
+            chosen="named" if operation_filter is not None else "all",
+        )
+
+    def _read(
+        self,
+        params: Mapping[str, Any],
+        limit: int,
+        *,
+        project: str | None,
+        tenant_id: str | None,
+        progress: Callable[[int], None] | None,
+        chosen: Literal["roots", "all", "named"],
+    ) -> list[TraceMetrics]:
         if limit <= 0:
             return []
         if project is not None and tenant_id is not None:
             raise ValueError("give project or tenant_id, not both")
-        projects = (
-            [project]
-            if project is not None
-            else [self.project_for(tenant_id)]
-            if tenant_id is not None
-            else self.projects()
-        )
-        params: dict[str, Any] = {"sort": "start_time", "order": "asc"}
-        if start_time is not None:
-            params["start_time"] = _iso(start_time)
-        if end_time is not None:
-            params["end_time"] = _iso(end_time)
-        if operation_filter is not None:
-            params["name"] = operation_filter
+        if project is not None:
+            projects = [project]
+        elif tenant_id is not None:
+            projects = [self.project_for(tenant_id)]
+        else:
+            projects = list(self._project_index())
         owners = dict.fromkeys(projects, tenant_id) if tenant_id else self._tenants_of(projects)
-        traces: list[TraceMetrics] = []
+        records: list[TraceMetrics] = []
         with self._reading():
             # Each project's first ``limit``: the oldest ``limit`` of all are among them.
             for name in projects:
                 spans = self._spans(name, params, progress)
-                chosen = spans if operation_filter is not None else _local_roots(spans)
+                marked: Iterator[tuple[dict[str, Any], bool]]
+                if chosen == "named":
+                    marked = ((span, not span.get("parent_id")) for span in spans)
+                else:
+                    marked = _mark_roots(spans)
+                    if chosen == "roots":
+                        marked = (pair for pair in marked if pair[1])
                 owner = owners[name]
-                traces.extend(_trace_metrics(span, name, owner) for span in islice(chosen, limit))
-        traces.sort(key=lambda t: t.timestamp)
-        return traces[:limit]
+                known = self._project_ids.get(name)
+                read = [
+                    span_record(span, name, owner, is_root=root, project_id=known)
+                    for span, root in islice(marked, limit)
+                ]
+                if read and known is None:
+                    # Asked only for a project with spans (none for an empty or unknown one).
+                    found = self.project_id(name)
+                    read = [replace(record, project_id=found) for record in read]
+                records.extend(read)
+        records.sort(key=lambda t: t.timestamp)
+        return records[:limit]
+
+    def trace_url(self, record: TraceMetrics, *, select_span: bool = False) -> str | None:
+        """The record's trace in Phoenix's UI (the span selected); None without a project id."""
+        if record.project_id is None:
+            return None
+        node = record.phoenix_id if select_span else None
+        return trace_url(self.phoenix_url, record.project_id, record.trace_id, span_node_id=node)
 
     def get_session_turns(
         self, session_id: str, *, tenant_id: str | None = None
@@ -244,8 +301,35 @@ class PhoenixAnalytics:
                 params = {"trace_id": batch, "sort": "start_time", "order": "asc"}
                 for span in _local_roots(self._spans(project, params, None)):
                     roots.setdefault(str(span["context"]["trace_id"]), span)
-            spans = sorted(roots.values(), key=lambda s: _parse_time(s["start_time"]))
-            return [_turn(key, index, span) for index, span in enumerate(spans)]
+            spans = sorted(roots.values(), key=lambda s: parse_time(s["start_time"]))
+            return [session_turn(key, index, span) for index, span in enumerate(spans)]
+
+    def find_session(self, session_id: str) -> list[tuple[str | None, str]]:
+        """Where a session is stored: ``(tenant, stored session.id)`` for each match.
+
+        The id is looked up as given (a full ``"<tenant>:<id>"``, or a session
+        recorded without a tenant), then as each tenant's whose projects are on
+        the server (a project's tenant: ``TelemetryConfig.parse_project_name``).
+        Two tenants may both have a session of that id: every match is listed.
+        """
+        index = self._project_index()
+        names_by_id = {pid: name for name, pid in index.items()}
+        tenants = sorted({t for t in self._tenants_of(list(index)).values() if t is not None})
+        keys = [self.session_key(session_id)]
+        for tenant in tenants:
+            key = self.session_key(session_id, tenant)
+            if key not in keys:
+                keys.append(key)
+        found: list[tuple[str | None, str]] = []
+        with self._reading():
+            for key in keys:
+                body = self._get(f"/v1/sessions/{_segment(key)}", {}, missing_ok=True)
+                if body is None:
+                    continue
+                project = names_by_id.get(str(_field(body, "data", dict).get("project_id")))
+                parsed = None if project is None else self._config.parse_project_name(project)
+                found.append((None if parsed is None else parsed[0], key))
+        return found
 
     def export_session_trajectories(
         self, session_ids: Iterable[str], path: str | Path, *, tenant_id: str | None = None
@@ -254,23 +338,38 @@ class PhoenixAnalytics:
 
         Each line is ``{"session_id", "tenant_id", "turns": [{"index", "operation",
         "input", "output", "start_time", "duration_ms", "status", ...}]}``, the
-        shape a fine-tuning data set of conversations is built from. Sessions
-        with no turns are skipped. ``path`` is replaced only once every session
-        was read, so a failure leaves an earlier file as it was.
+        shape a fine-tuning data set of conversations is built from. Without
+        ``tenant_id`` each session is looked for in every tenant
+        (``find_session``); one held by several tenants is a ``ValueError``
+        naming them. Sessions not found are skipped. ``path`` is replaced only
+        once every session was read, so a failure leaves an earlier file as it was.
         """
         lines: list[str] = []
         for session_id in session_ids:
-            turns = self.get_session_turns(session_id, tenant_id=tenant_id)
+            if tenant_id is not None:
+                where: list[tuple[str | None, str]] = [(tenant_id, session_id)]
+            else:
+                where = self.find_session(session_id)
+                if len(where) > 1:
+                    owners = ", ".join(sorted(t or "(no tenant)" for t, _ in where))
+                    raise ValueError(
+                        f"session {session_id!r} is in several tenants ({owners}): "
+                        "give the tenant (--tenant)"
+                    )
+            if not where:
+                continue
+            owner, key = where[0]
+            turns = self.get_session_turns(key, tenant_id=tenant_id)
             if not turns:
                 continue
             tenant = next(
                 (str(v) for t in turns if (v := t.attributes.get("tenant.id")) is not None),
-                tenant_id,
+                owner,
             )
             record = {
                 "session_id": session_id,
                 "tenant_id": tenant,
-                "turns": [_turn_record(turn) for turn in turns],
+                "turns": [turn_record(turn) for turn in turns],
             }
             lines.append(json.dumps(record, ensure_ascii=False) + "\n")
         target = Path(path)
@@ -416,7 +515,12 @@ class PhoenixAnalytics:
 
 
 def _local_roots(spans: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """The spans whose parent is not among the spans read before them, per trace.
+    """The spans of ``_mark_roots`` that are roots."""
+    return (span for span, root in _mark_roots(spans) if root)
+
+
+def _mark_roots(spans: Iterable[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], bool]]:
+    """Each span, and whether its parent is not among the spans read before it (a root).
 
     Spans must come oldest first, so a parent in the project is read before its
     children; a parent elsewhere (a caller in another service) makes its child
@@ -427,9 +531,21 @@ def _local_roots(spans: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         context = span["context"]
         ids = seen.setdefault(str(context["trace_id"]), set())
         parent = span.get("parent_id")
-        if not parent or parent not in ids:
-            yield span
+        yield span, not parent or parent not in ids
         ids.add(str(context["span_id"]))
+
+
+def _span_params(
+    start_time: datetime | None, end_time: datetime | None, operation_filter: str | None
+) -> dict[str, Any]:
+    params: dict[str, Any] = {"sort": "start_time", "order": "asc"}
+    if start_time is not None:
+        params["start_time"] = _iso(start_time)
+    if end_time is not None:
+        params["end_time"] = _iso(end_time)
+    if operation_filter is not None:
+        params["name"] = operation_filter
+    return params
 
 
 def _segment(value: str) -> str:
@@ -444,90 +560,5 @@ def _iso(moment: datetime) -> str:
 def _field(body: Mapping[str, Any], name: str, kind: type) -> Any:
     value = body.get(name)
     if not isinstance(value, kind):
-        raise _Malformed(f"an answer with no {name!r} {kind.__name__}")
+        raise Malformed(f"an answer with no {name!r} {kind.__name__}")
     return value
-
-
-def _parse_time(value: object) -> datetime:
-    if not isinstance(value, str):
-        raise _Malformed(f"a span time that is not text: {value!r}")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise _Malformed(f"a span time that is not ISO 8601: {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _duration_ms(span: Mapping[str, Any]) -> float:
-    start, end = _parse_time(span.get("start_time")), _parse_time(span.get("end_time"))
-    return max((end - start).total_seconds() * 1000.0, 0.0)
-
-
-def _attribute(attributes: Mapping[str, Any], last_segments: tuple[str, ...]) -> str | None:
-    for key, value in attributes.items():
-        if key.rsplit(".", 1)[-1] in last_segments and value is not None:
-            return str(value)
-    return None
-
-
-def _error_of(span: Mapping[str, Any]) -> str | None:
-    if span.get("status_code") != "ERROR":
-        return None
-    message = span.get("status_message")
-    if message:
-        return str(message)
-    for event in span.get("events") or []:
-        if isinstance(event, dict) and event.get("name") == "exception":
-            attributes = event.get("attributes") or {}
-            return str(attributes.get("exception.message") or attributes.get("exception.type"))
-    return "error"
-
-
-def _trace_metrics(span: Mapping[str, Any], project: str, tenant_id: str | None) -> TraceMetrics:
-    attributes: dict[str, Any] = dict(span.get("attributes") or {})
-    error = _error_of(span)
-    return TraceMetrics(
-        trace_id=str(span["context"]["trace_id"]),
-        timestamp=_parse_time(span["start_time"]),
-        duration_ms=_duration_ms(span),
-        operation=str(span["name"]),
-        status="error" if error is not None else "success",
-        profile=_attribute(attributes, _PROFILE_KEYS),
-        strategy=_attribute(attributes, _STRATEGY_KEYS),
-        error=error,
-        metadata=attributes,
-        # Spans of @trace_function carry the tenant only in their Resource,
-        # which Phoenix does not keep: the project read from tells it then.
-        tenant_id=_optional_str(attributes.get("tenant.id")) or tenant_id,
-        project=project,
-        session_id=_optional_str(attributes.get(SESSION_ID)),
-    )
-
-
-def _turn(session_id: str, index: int, span: Mapping[str, Any]) -> SessionTurn:
-    attributes: dict[str, Any] = dict(span.get("attributes") or {})
-    return SessionTurn(
-        session_id=session_id,
-        index=index,
-        trace_id=str(span["context"]["trace_id"]),
-        operation=str(span["name"]),
-        start_time=_parse_time(span["start_time"]),
-        end_time=_parse_time(span["end_time"]),
-        duration_ms=_duration_ms(span),
-        status="error" if _error_of(span) is not None else "success",
-        input=_optional_str(attributes.get("input.value")),
-        output=_optional_str(attributes.get("output.value")),
-        attributes=attributes,
-    )
-
-
-def _turn_record(turn: SessionTurn) -> dict[str, Any]:
-    record = asdict(turn)
-    del record["session_id"]
-    record["start_time"] = turn.start_time.isoformat()
-    record["end_time"] = turn.end_time.isoformat()
-    return record
-
-
-def _optional_str(value: object) -> str | None:
-    return None if value is None else str(value)
