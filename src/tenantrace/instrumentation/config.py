@@ -34,10 +34,12 @@ _logger = logging.getLogger(__name__)
 
 ExporterType = Literal["otlp", "console", "memory", "none"]
 OtlpProtocol = Literal["grpc", "http/protobuf"]
+OtlpEncoder = Literal["tenantrace", "sdk"]
 CrossTenantTraces = Literal["split", "keep"]
 
 _EXPORTERS: tuple[str, ...] = ("otlp", "console", "memory", "none")
 _PROTOCOLS: tuple[str, ...] = ("grpc", "http/protobuf")
+_ENCODERS: tuple[str, ...] = ("tenantrace", "sdk")
 _CROSS_TENANT: tuple[str, ...] = ("split", "keep")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -135,6 +137,9 @@ class TelemetryConfig:
     otlp_use_tls: bool = False
     otlp_protocol: OtlpProtocol = "grpc"
     otlp_headers: dict[str, str] = field(default_factory=dict)
+    # Who encodes and sends OTLP: "tenantrace" (tenantrace.export's exporters,
+    # docs/export.md) or "sdk" (the OpenTelemetry SDK's OTLP exporters).
+    otlp_encoder: OtlpEncoder = "tenantrace"
     # Where spans go: "otlp" (when otlp_enabled), "console", "memory" or "none".
     exporter_type: ExporterType = "otlp"
 
@@ -198,6 +203,10 @@ class TelemetryConfig:
         _require(
             self.otlp_protocol in _PROTOCOLS,
             f"otlp_protocol must be one of {_PROTOCOLS}, got {self.otlp_protocol!r}",
+        )
+        _require(
+            self.otlp_encoder in _ENCODERS,
+            f"otlp_encoder must be one of {_ENCODERS}, got {self.otlp_encoder!r}",
         )
         _check_template(self.tenant_project_template, "tenant_project_template", ("tenant_id",))
         _check_template(
@@ -489,6 +498,7 @@ def _config_from_env(env: Mapping[str, str]) -> dict[str, Any]:
             values["otlp_protocol"] = protocol.strip()
         else:
             _warn_once("OTEL_EXPORTER_OTLP_PROTOCOL", protocol, "grpc or http/protobuf")
+    values.update(_encoder_from_env(env))
     insecure = _env_bool(env, "OTEL_EXPORTER_OTLP_INSECURE")
     if insecure is not None:
         values["otlp_use_tls"] = not insecure
@@ -497,6 +507,16 @@ def _config_from_env(env: Mapping[str, str]) -> dict[str, Any]:
         values["exporter_type"] = exporter
     values.update(_tenancy_from_env(env))
     return values
+
+
+def _encoder_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    raw = env.get("TENANTRACE_OTLP_ENCODER")
+    if raw is None:
+        return {}
+    if raw.strip().lower() in _ENCODERS:
+        return {"otlp_encoder": raw.strip().lower()}
+    _warn_once("TENANTRACE_OTLP_ENCODER", raw, "tenantrace or sdk")
+    return {}
 
 
 def _env_list(env: Mapping[str, str], name: str) -> tuple[str, ...] | None:
