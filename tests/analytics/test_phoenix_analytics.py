@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from phoenix_server import PhoenixServer, wait_for_spans
@@ -282,3 +283,54 @@ def test_a_service_continuing_a_callers_trace_has_its_entry_span_counted(
     [entry] = analytics.get_traces(tenant_id="an_remote")
     assert entry.operation == "POST /search"
     assert entry.trace_id == "0af7651916cd43dd8448eb211c80319c"
+
+
+def test_every_span_is_read_with_its_root_marked(
+    sent: Sent, analytics: PhoenixAnalytics, phoenix: PhoenixServer
+) -> None:
+    tenant = TENANTS[0]
+    spans = analytics.get_spans(
+        sent.started - timedelta(seconds=1), sent.ended + timedelta(seconds=1), tenant_id=tenant
+    )
+    turns = SESSIONS[tenant][1]
+    names = [s.operation for s in spans]
+    # The chat.retrieve children are there now, below their chat.turn roots.
+    assert sorted(set(names)) == ["chat.retrieve", "chat.turn", "cogniverse.routing"]
+    assert names.count("chat.retrieve") == turns
+    assert {s.operation for s in spans if s.is_root} == {"chat.turn", "cogniverse.routing"}
+    assert {s.operation for s in spans if not s.is_root} == {"chat.retrieve"}
+    by_span = {s.span_id: s for s in spans}
+    for child in (s for s in spans if not s.is_root):
+        parent = by_span[child.parent_id or ""]
+        assert parent.operation == "chat.turn" and parent.trace_id == child.trace_id
+    # Each span knows its project's id, as Phoenix's API gives it, for links to its UI.
+    project = httpx.get(
+        f"{phoenix.http_url}/v1/projects/cogniverse-{tenant}", trust_env=False
+    ).json()["data"]
+    assert {s.project_id for s in spans} == {project["id"]}
+    assert all(s.phoenix_id for s in spans)
+    root = next(s for s in spans if s.is_root)
+    assert analytics.trace_url(root) == (
+        f"{phoenix.http_url}/projects/{project['id']}/traces/{root.trace_id}"
+    )
+    # Filtered by name: spans of that name at any depth, none of them a root.
+    retrieves = analytics.get_spans(
+        sent.started - timedelta(seconds=1), operation_filter="chat.retrieve", tenant_id=tenant
+    )
+    assert len(retrieves) == turns and not any(s.is_root for s in retrieves)
+    # The limit keeps the oldest.
+    assert (
+        analytics.get_spans(sent.started - timedelta(seconds=1), tenant_id=tenant, limit=3)
+        == (spans[:3])
+    )
+
+
+def test_a_session_is_found_in_its_tenant(sent: Sent, analytics: PhoenixAnalytics) -> None:
+    for tenant in TENANTS:
+        session_id = SESSIONS[tenant][0]
+        assert analytics.find_session(session_id) == [(tenant, f"{tenant}:{session_id}")]
+        # The full stored id is found as it is.
+        assert analytics.find_session(f"{tenant}:{session_id}") == [
+            (tenant, f"{tenant}:{session_id}")
+        ]
+    assert analytics.find_session("no-such-session") == []

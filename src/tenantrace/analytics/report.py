@@ -43,7 +43,7 @@ _STYLE = (
     "th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:right;vertical-align:top}"
     "th{background:#f4f4f6;text-align:left}"
     "th:first-child,td:first-child,td.text{text-align:left}"
-    "td.text{max-width:40rem;overflow-wrap:anywhere}"
+    "td.text{max-width:40rem;overflow-wrap:break-word}"
     ".counted{background:#eef3ff;border-left:4px solid #636efa;padding:.6rem 1rem}"
     ".warning{background:#fff4e5;border-left:4px solid #FFA15A;padding:.6rem 1rem}"
     ".bad{color:#c0392b;font-weight:600}"
