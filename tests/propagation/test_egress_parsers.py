@@ -374,13 +374,6 @@ def test_the_backslash_userinfo_url_is_refused_though_urllib3_connects_to_the_ip
     assert found["httpx"][0] == "orders.internal"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="src bug: trust._judge takes urlsplit's hostname of an IPv6 literal with a zone "
-    "id ('::1%25x.svc.internal') for a name ending in '.svc.internal'; the clients "
-    "read an IPv6 address (::1, zone 'x.svc.internal'), which no pattern allows",
-)
 @pytest.mark.parametrize(
     "url", ["http://[::1%25x.svc.internal]:8080/", "http://[fe80::1%25eth0.svc.internal]/"]
 )

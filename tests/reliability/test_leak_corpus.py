@@ -11,8 +11,9 @@ and percent-encoded) for every secret: a decoder's view could hide a leak.
 
 Every "clean" test has a positive control (the span arrived, the statement is
 there with ``?``, the URL is there with ``REDACTED``), so it cannot pass by
-exporting nothing. Known leaks are pinned by ``xfail(strict=True)`` tests that
-name the bug: they start failing (XPASS) the day the fix lands, to be flipped.
+exporting nothing. The leaks this corpus found (database error text, bound
+parameters, percent-encoded names in text, escaped quotes, cookies, bytes and
+pairs among captured arguments) are closed; their tests guard them.
 
 With ``CI=true`` a missing service or instrumentation package fails the test.
 """
@@ -215,7 +216,7 @@ def _wire(manager: TelemetryManager, receiver: RawOtlpReceiver) -> bytes:
 
 
 class Leak(AssertionError):
-    """A secret was found on the wire (what the xfail tests of known leaks expect)."""
+    """A secret was found on the wire."""
 
 
 def _assert_clean(wire: bytes, secrets: list[str]) -> None:
@@ -308,9 +309,9 @@ def test_sqlite3_statements_through_the_dbapi_instrumentation(
     assert "INSERT INTO users VALUES (?, ?)" in statements
     assert "SELECT email FROM users WHERE pw = ? AND email = ?" in statements
     assert all(span.tenant == "acme" for span in receiver.spans())
-    # The two errors quoting a literal were exported, the literal replaced.
+    # The two errors quoting a literal were exported, the literal sanitized away.
     quoted = [m for m in _exception_messages(receiver) if "unrecognized token" in m]
-    assert len(quoted) == 2 and all("[REDACTED]" in m for m in quoted), quoted
+    assert len(quoted) == 2 and all(m == "unrecognized token: ?" for m in quoted), quoted
 
 
 def test_trace_query_sanitizes_every_literal_form(
@@ -539,13 +540,6 @@ def test_failing_http_calls_record_their_errors_without_secrets(
     assert any("for url 'http://127.0.0.1:" in m for m in messages), messages
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Leak,
-    reason="src bug: secrets.redact_text's name=value pairs do not read percent-encoded "
-    "names (api%5Fkey=, pass%77ord=); httpx's raise_for_status() and urllib3 quote the "
-    "URL as given in their messages (requests normalises it first)",
-)
 @pytest.mark.parametrize("client", ["raise_for_status", "urllib3"])
 def test_errors_quoting_percent_encoded_secret_names(
     client: str,
@@ -767,13 +761,6 @@ def test_captured_arguments_are_redacted_at_any_depth(
         assert visible in shown
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Leak,
-    reason="src bug: scrubbing.redacted_repr leaves bytes as they are (no shape check, "
-    "bytes keys not classified), shows a NamedTuple as a bare tuple (field names lost) "
-    "and does not read (name, value) 2-tuples as pairs",
-)
 @pytest.mark.parametrize(
     "argument",
     [
@@ -807,7 +794,6 @@ SQL_ERROR_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, raises=Leak, reason=SQL_ERROR_BUG)
 @pytest.mark.parametrize("api", ["dbapi", "trace_query"])
 def test_sqlite3_error_quoting_a_literal(
     api: str,
@@ -839,7 +825,6 @@ def _exception_messages_after_flush(
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(strict=True, raises=Leak, reason=SQL_ERROR_BUG)
 @pytest.mark.parametrize(
     "statement",
     [
@@ -878,13 +863,6 @@ def test_postgresql_error_echoing_the_statement(
     _assert_clean(receiver.wire(), [PASSWORD, EMAIL, SSN, OCTAL])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Leak,
-    reason="src bug: db.statement.parameters (the dbapi instrumentations' "
-    "capture_parameters=True) is exported as it is; the scrubber sanitizes only "
-    "db.statement / db.query.text",
-)
 def test_captured_statement_parameters(
     manager: TelemetryManager, receiver: RawOtlpReceiver, provider: TenantRoutingTracerProvider
 ) -> None:
@@ -1100,12 +1078,6 @@ def test_any_spelling_of_a_secret_query_parameter_stays_off_the_wire(  # noqa: P
     assert b"page=2" in wire
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Leak,
-    reason="src bug: secrets.redact_url reads a bare url.query holding a '?' (legal in a "
-    "query) as path?query, and leaves the part before the '?' unredacted",
-)
 def test_a_bare_url_query_holding_a_question_mark(
     manager: TelemetryManager, receiver: RawOtlpReceiver, provider: TenantRoutingTracerProvider
 ) -> None:
@@ -1216,23 +1188,11 @@ def test_any_credential_shape_in_free_text_stays_off_the_wire(  # noqa: PLR0917 
             '{"password": "ab\\"LeakEscapedQuote"}',
             "LeakEscapedQuote",
             id="json-escaped-quote",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=Leak,
-                reason="src bug: secrets._PAIR ends a quoted value at the first quote, "
-                "escaped or not: the rest of the password is exported",
-            ),
         ),
         pytest.param(
             "request headers: Cookie: session=LeakCookieText; theme=dark",
             "LeakCookieText",
             id="cookie-header-text",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=Leak,
-                reason="gap: 'cookie' / 'set-cookie' are secret KEYS but not secret names "
-                "in free text, and 'session' is one only in URL queries",
-            ),
         ),
     ],
 )

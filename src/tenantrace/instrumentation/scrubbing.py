@@ -65,7 +65,12 @@ from opentelemetry.trace import Link, Status
 from opentelemetry.util.types import Attributes, AttributeValue
 
 from tenantrace.instrumentation._ended import ended_attributes, ended_items, has_items
-from tenantrace.instrumentation.secrets import redact_text, redact_url
+from tenantrace.instrumentation.secrets import (
+    redact_db_error,
+    redact_query,
+    redact_text,
+    redact_url,
+)
 from tenantrace.instrumentation.sql import sanitize_sql
 
 if TYPE_CHECKING:
@@ -112,7 +117,8 @@ _WORDS: Final = (
 _WHOLE_WORDS: Final = frozenset(
     {"pwd", "pw", "pass", "pin", "otp", "sig", "auth", "jwt", "bearer", "dsn"}
 )
-_URL_KEYS: Final = frozenset({"url.full", "http.url", "url.query", "http.target", "url.original"})
+_URL_KEYS: Final = frozenset({"url.full", "http.url", "http.target", "url.original"})
+_QUERY_KEYS: Final = frozenset({"url.query"})
 _HOST_KEYS: Final = frozenset({"server.address", "net.peer.name", "http.host", "client.address"})
 _SQL_KEYS: Final = frozenset({"db.statement", "db.query.text"})
 _TEXT_KEYS: Final = frozenset({"exception.message", "exception.stacktrace", "error.message"})
@@ -130,6 +136,10 @@ _URL: Final = 3
 _HOST: Final = 4
 _SQL: Final = 5
 _TEXT: Final = 6
+_QUERY: Final = 7
+# A span with one of these is a database call: its error text quotes the statement.
+_DB_KEYS: Final = ("db.statement", "db.query.text", "db.system.name", "db.system")
+_ERROR_TEXT_KEYS: Final = frozenset({"exception.message", "exception.stacktrace"})
 
 _MAX_CACHED_KEYS: Final = 4096
 _MAX_KEY_CHARS: Final = 256
@@ -139,8 +149,12 @@ def _classify(key: str, extra: Sequence[re.Pattern[str]]) -> int:
     lower = key[:_MAX_KEY_CHARS].lower()
     if lower in _SAFE_KEYS:
         return _SAFE
+    # Bound parameters of a statement are the values the statement does not show.
+    if lower == "db.statement.parameters" or lower.startswith("db.query.parameter."):
+        return _SECRET
     for keys, verdict in (
         (_URL_KEYS, _URL),
+        (_QUERY_KEYS, _QUERY),
         (_HOST_KEYS, _HOST),
         (_SQL_KEYS, _SQL),
         (_TEXT_KEYS, _TEXT),
@@ -202,7 +216,11 @@ class _Shown:
 def _redacted(value: object, depth: int) -> object:
     if isinstance(value, str):
         return redact_text(value)
-    if value is None or isinstance(value, bool | int | float | bytes):
+    if isinstance(value, bytes | bytearray):  # raw headers, bodies: judged as text
+        text = bytes(value).decode("latin-1")
+        redacted = redact_text(text)
+        value = value if redacted is text else redacted
+    if value is None or isinstance(value, bool | int | float | bytes | bytearray | str):
         return value
     if depth >= _MAX_DEPTH:
         return _Shown("...")
@@ -212,15 +230,27 @@ def _redacted(value: object, depth: int) -> object:
     if fields is not None:
         return {_key(k): _redacted_item(k, v, depth) for k, v in fields}
     if isinstance(value, list | tuple | set | frozenset):
-        items = [_redacted(item, depth + 1) for item in _first(value)]
+        items = [_redacted_pair_or_item(item, depth + 1) for item in _first(value)]
         return tuple(items) if isinstance(value, tuple) else items
     return _Shown(redact_text(repr(value)))
+
+
+def _redacted_pair_or_item(item: object, depth: int) -> object:
+    """A ``(name, value)`` pair (headers, form fields) keeps its name, loses a secret value."""
+    if type(item) is tuple and len(item) == 2 and isinstance(item[0], str | bytes):
+        return (_redacted(item[0], depth), _redacted_item(item[0], item[1], depth))
+    return _redacted(item, depth)
 
 
 def _fields_of(value: object) -> list[tuple[object, object]] | None:
     """A dataclass's or a pydantic model's fields; None for anything else."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return [(f.name, getattr(value, f.name, None)) for f in dataclasses.fields(value)]
+    as_dict = getattr(value, "_asdict", None)  # a NamedTuple: its field names matter
+    if isinstance(value, tuple) and callable(as_dict):
+        fields = as_dict()
+        if isinstance(fields, Mapping):
+            return list(_first(fields.items()))
     dump = getattr(value, "model_dump", None)
     if callable(dump) and not isinstance(value, type):
         dumped = dump()
@@ -238,7 +268,8 @@ def _key(key: object) -> object:
 
 
 def _redacted_item(key: object, value: object, depth: int) -> object:
-    if isinstance(key, str) and _classify(key, ()) == _SECRET:
+    name = bytes(key).decode("latin-1") if isinstance(key, bytes | bytearray) else key
+    if isinstance(name, str) and _classify(name, ()) == _SECRET:
         return REDACTED
     return _redacted(value, depth + 1)
 
@@ -340,10 +371,11 @@ class Scrubber:
     def __call__(self, span: ReadableSpan) -> ReadableSpan:
         # The private fields: the span has ended, and the public properties copy.
         attributes = self._scrubbed(span._attributes)
+        database = self._is_database_call(span._attributes)
         status = span._status
         description = status.description
         if description:
-            redacted = redact_text(description)
+            redacted = self._free_text(description, database)
             if redacted is not description:
                 status = Status(status.status_code, redacted)
         if not has_items(span._events) and not has_items(span._links):
@@ -351,7 +383,8 @@ class Scrubber:
                 return span
             return self._copy(span, attributes, [], [], status)
         events = [
-            self._scrubbed(event.attributes, text=True) for event in ended_items(span._events)
+            self._scrubbed(event.attributes, text=True, database=database)
+            for event in ended_items(span._events)
         ]
         links = [self._scrubbed(link.attributes, text=True) for link in ended_items(span._links)]
         if (
@@ -363,10 +396,23 @@ class Scrubber:
             return span
         return self._copy(span, attributes, events, links, status)
 
-    def _scrubbed(self, original: Attributes, *, text: bool = False) -> BoundedAttributes | None:
+    def _is_database_call(self, original: Attributes) -> bool:
+        attributes = ended_attributes(original)
+        return bool(attributes) and any(key in attributes for key in _DB_KEYS)
+
+    def _free_text(self, text: str, database: bool) -> str:
+        """Free text by shape; a database call's error text loses the statement's values."""
+        if database and self._sanitize_sql:
+            return redact_db_error(text, sanitize_sql)
+        return redact_text(text)
+
+    def _scrubbed(
+        self, original: Attributes, *, text: bool = False, database: bool = False
+    ) -> BoundedAttributes | None:
         """The redacted attributes, or None when nothing changes.
 
-        ``text``: every string value is free text too (event and link attributes).
+        ``text``: every string value is free text too (event and link attributes);
+        ``database``: the span is a database call, whose error text quotes values.
         """
         attributes = ended_attributes(original)
         if not attributes:
@@ -376,7 +422,10 @@ class Scrubber:
         kept: dict[str, AttributeValue] = {}
         changed = False
         for key, value in attributes.items():
-            new = self._value(key, value, attributes, text)
+            if database and key in _ERROR_TEXT_KEYS and isinstance(value, str):
+                new: AttributeValue | None = self._free_text(value, database)
+            else:
+                new = self._value(key, value, attributes, text)
             if new is None:
                 changed = True
                 continue
@@ -419,6 +468,8 @@ class Scrubber:
     ) -> str:
         if verdict == _URL:
             return redact_url(value)
+        if verdict == _QUERY:
+            return redact_query(value)
         if verdict == _HOST:
             return value.rsplit("@", 1)[1] if "@" in value else value
         if verdict == _SQL and self._sanitize_sql:

@@ -38,6 +38,8 @@ __all__ = [
     "REDACTED",
     "SECRET_NAMES",
     "SECRET_QUERY_NAMES",
+    "redact_db_error",
+    "redact_query",
     "redact_text",
     "redact_url",
 ]
@@ -89,6 +91,8 @@ SECRET_NAMES: Final = frozenset(
         "dsn",
         "jwt",
         "bearer",
+        "cookie",
+        "setcookie",
     }
 )
 # In a URL query these name secrets too (a Google API "key", an OAuth "code", a
@@ -190,9 +194,10 @@ _SHAPES: Final[tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...
 # value is looked at, not consumed: in "failed: password=x" the pair "failed:
 # password" must not hide the pair "password=x" behind it.
 _PAIR: Final = re.compile(
-    r"""(?P<name>["']?(?P<bare>[A-Za-z][A-Za-z0-9_.\-]{0,40})["']?)(?P<sep>\s*[=:]\s*)"""
-    # A quoted value runs to its closing quote, or to the end when there is none.
-    r"""(?=(?P<value>"[^"]*"?|'[^']*'?|[^\s;,&"'}\]]+))"""
+    r"""(?P<name>["']?(?P<bare>[A-Za-z%][A-Za-z0-9_.\-%]{0,60})["']?)(?P<sep>\s*[=:]\s*)"""
+    # A quoted value runs to its closing quote (escaped quotes inside), or to the
+    # end when there is none.
+    r"""(?=(?P<value>"(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|[^\s;,&"'}\]]+))"""
 )
 
 
@@ -259,6 +264,26 @@ def redact_text(text: str) -> str:
     return text if redacted == text else redacted
 
 
+# Database errors quote what the statement held: a PostgreSQL "LINE 1: ..." echo,
+# "DETAIL: Key (email)=(ann@example.com)", "Failing row contains (...)", a
+# SQLite 'near "'hunter2'"'. In the exception text of a database span these are
+# sanitized too (literals become ?), and the quoted values dropped.
+_DB_ERROR_VALUES: Final = re.compile(
+    r"(?P<lead>\)=\(|[Ff]ailing row contains \(|[Vv]alues?\s*\()(?P<value>[^)]*)(?=\))"
+)
+
+
+def redact_db_error(text: str, sanitize: Callable[[str], str]) -> str:
+    """Error text of a database call with the statement's literals and quoted values gone.
+
+    ``sanitize`` is the SQL sanitizer (literals to ``?``), applied to the whole text:
+    what a driver echoes of the statement, and every quoted string of its message.
+    """
+    redacted = _DB_ERROR_VALUES.sub(lambda m: f"{m['lead']}?", redact_text(text))
+    redacted = sanitize(redacted)
+    return text if redacted == text else redacted
+
+
 _URL: Final = re.compile(
     r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*:)?(?P<authority>//[^/?#]*)?"
     r"(?P<path>[^?#]*)(?P<query>\?[^#]*)?(?P<fragment>#.*)?$",
@@ -281,6 +306,17 @@ def _redact_query(query: str) -> str:
 
 # URLs repeat (a client calls the same endpoints): short ones are judged once.
 _MAX_CACHED_URL: Final = 2048
+
+
+def redact_query(query: str) -> str:
+    """A query string (``url.query``: no ``?``, ``&``-separated) with secret values
+    ``REDACTED``, whatever it holds after them (``next=/home?tab=1``)."""
+    redacted = _redact_query(query[1:] if query.startswith("?") else query)
+    if query.startswith("?"):
+        redacted = "?" + redacted
+    if _WORD_HINTS.search(redacted.lower()):
+        redacted = _redact_shapes(redacted)
+    return query if redacted == query else redacted
 
 
 def redact_url(url: str) -> str:

@@ -13,6 +13,7 @@ Both default to what the process-wide ``TelemetryConfig`` says (and so to its
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -209,8 +210,17 @@ class _HostPattern:
         if self.port is not None and port != self.port:
             return False
         if self.subdomains:
-            return host.endswith("." + self.host)
+            # An IP address has no subdomains ("[::1%25x.svc.internal]" is ::1).
+            return not _is_ip(host) and host.endswith("." + self.host)
         return host == self.host
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return ":" in host  # an IPv6 literal ipaddress refuses (a zone id) is still one
+    return True
 
 
 @dataclass(frozen=True)
@@ -278,7 +288,7 @@ def _judge(policy: EgressPolicy, url: str) -> bool:
         port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
     except ValueError:  # "http://[::1" and friends
         return False
-    if not host:
+    if not host or "%" in host:  # a zone id or an encoded host: the clients differ
         return False
     return any(pattern.matches(host, port) for pattern in policy._patterns)
 
