@@ -18,15 +18,19 @@ from typing import Any, List  # noqa: UP035 - the seed's own annotation
 
 import pytest
 
-from tenantrace import tenant_scope
-from tenantrace.layers import get_current_span, get_tracer, trace_function
-from tenantrace.layers.cache import (
+# The seed's imports, from the top-level package as a migrating user writes them.
+from tenantrace import (
+    get_current_span,
+    get_tracer,
     record_cache_hit,
     record_cache_miss,
+    tenant_scope,
     trace_cache_operation,
+    trace_function,
+    trace_learn,
+    trace_query,
+    trace_recall,
 )
-from tenantrace.layers.database import trace_query
-from tenantrace.layers.memory import trace_learn, trace_recall
 from tenantrace.testing import SpanCapture
 
 tracer = get_tracer(__name__)

@@ -21,19 +21,21 @@ from fastapi import FastAPI, Request
 from span_links import linked_ids
 
 from servers import serve_asgi
-from tenantrace import tenant_scope
-from tenantrace.layers import get_tracer
-from tenantrace.propagation import (
+
+# The seed's imports, from the top-level package as a migrating user writes them.
+from tenantrace import (
     create_carrier_from_span,
     extract_context_from_dict,
     extract_trace_context,
     get_baggage,
     get_trace_id,
+    get_tracer,
     inject_trace_context,
     link_spans,
     propagate_context_to_dict,
     set_baggage,
     set_default_trust_policy,
+    tenant_scope,
 )
 from tenantrace.testing import SpanCapture
 
