@@ -32,7 +32,6 @@ from tenantrace.instrumentation.config import TelemetryConfig, TelemetryLevel
 from tenantrace.instrumentation.exporters import NullSpanExporter, build_exporter
 from tenantrace.instrumentation.pipeline import ExportPipeline, SpanTransform
 from tenantrace.instrumentation.providers import TenantRegistry, TenantTracerProvider
-from tenantrace.instrumentation.scrubbing import Scrubber
 from tenantrace.instrumentation.sessions import SessionSpanScope, using_session
 from tenantrace.instrumentation.spans import NOOP_SCOPE, NoOpScope, SpanScope, name_tenant
 from tenantrace.instrumentation.tenants import current_tenant, with_tenant
@@ -56,7 +55,7 @@ _SUPPRESS_KEYS: Final = (
 
 
 def _with_scrubbing(
-    scrubber: Scrubber | None, transform: SpanTransform | None
+    scrubber: SpanTransform | None, transform: SpanTransform | None
 ) -> SpanTransform | None:
     if scrubber is None or transform is None:
         return scrubber or transform
@@ -102,6 +101,10 @@ class TelemetryManager:
         self._registry: TenantRegistry | None = None
         # Secrets are redacted on the export thread by default; a transform the
         # caller gives runs after the scrubber, on the redacted span.
+        # Imported here: the scrubber's patterns (SQL dialects, secret shapes) cost
+        # milliseconds to compile, paid when a manager is made, not at import.
+        from tenantrace.instrumentation.scrubbing import Scrubber
+
         self._span_transform = _with_scrubbing(Scrubber.from_config(self.config), span_transform)
         self._explicit_exporter = exporter
         self._is_shutdown = False

@@ -59,7 +59,6 @@ from tenantrace.instrumentation.exporters import (
     span_size,
     unencodable,
 )
-from tenantrace.instrumentation.scrubbing import Scrubber
 from tenantrace.instrumentation.sessions import (
     SESSION_ID,
     session_attributes,
@@ -235,6 +234,8 @@ class ExportPipeline:
         self._plain_values: Callable[[str, object], bool] | None = None
         self._plain_path = transform is None
         # Exactly a Scrubber: a subclass may change what its __call__ leaves alone.
+        from tenantrace.instrumentation.scrubbing import Scrubber
+
         if type(transform) is Scrubber and transform.unchanged_keys is not None:
             self._plain_keys = transform.unchanged_keys
             self._plain_values = transform.value_unchanged
