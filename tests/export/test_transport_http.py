@@ -398,3 +398,32 @@ def test_encoded_bytes_match_our_encoder(receiver: HttpReceiver, make: Make) -> 
     spans = tenant_spans()
     assert make(receiver.url).export(spans) is SUCCESS
     assert receiver.requests[0].body == encode_spans(spans)
+
+
+def test_credentials_in_the_endpoint_stay_out_of_errors_and_logs(
+    make: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="tenantrace.export")
+    port = _closed_port()
+    exporter = make(f"http://otlp:pa55word@127.0.0.1:{port}/v1/traces?token=t0psecret", timeout=2)
+    assert exporter.export(tenant_spans(("acme",))) is FAILURE
+    assert exporter.last_error is not None
+    for text in (exporter.last_error, caplog.text):
+        assert "t0psecret" not in text
+        assert "pa55word" not in text
+    assert f"http://REDACTED@127.0.0.1:{port}/v1/traces?REDACTED" in caplog.text
+
+
+def test_proxies_from_the_environment_are_honoured(
+    receiver: HttpReceiver, make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{receiver.port}")  # the receiver proxies
+    spans = tenant_spans(("acme",))
+    assert make("http://collector.invalid:4318/v1/traces").export(spans) is SUCCESS
+    assert receiver.requests[0].path == "http://collector.invalid:4318/v1/traces"  # via proxy
+    assert receiver.requests[0].body == _sdk_bytes(spans)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert make(receiver.url).export(spans) is SUCCESS
+    assert receiver.requests[1].path == "/v1/traces"  # direct

@@ -24,11 +24,10 @@ logged at most once a minute per exporter, with the number suppressed.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
@@ -36,61 +35,16 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from tenantrace.export._options import display_endpoint, endpoint_secrets, env_timeout
 from tenantrace.export.encoder import encode_spans
 
-__all__ = [
-    "MAX_ATTEMPTS",
-    "Attempt",
-    "OtlpTransportExporter",
-    "TransportStats",
-    "env_first",
-    "env_headers",
-]
+__all__ = ["MAX_ATTEMPTS", "Attempt", "OtlpTransportExporter", "TransportStats"]
 
 # The SDK's OTLP exporters (1.45): six attempts, 1 s first backoff, +/-20 % jitter.
 MAX_ATTEMPTS: Final = 6
 BACKOFF_INITIAL_S: Final = 1.0
 JITTER: Final = 0.2
-DEFAULT_TIMEOUT_S: Final = 10.0
 LOG_INTERVAL_S: Final = 60.0
-
-
-def env_first(*names: str) -> str | None:
-    """The first of the environment variables ``names`` that is set and not blank."""
-    for name in names:
-        value = os.environ.get(name)
-        if value is not None and value.strip():
-            return value.strip()
-    return None
-
-
-def env_headers(*names: str) -> dict[str, str]:
-    """Headers from the first of ``names`` set (``k1=v1,k2=v2``, percent-decoded, keys
-    lowercased), as the SDK reads ``OTEL_EXPORTER_OTLP_(TRACES_)HEADERS``."""
-    raw = env_first(*names)
-    if raw is None:
-        return {}
-    from opentelemetry.util.re import parse_env_headers
-
-    return {key.lower(): value for key, value in parse_env_headers(raw, liberal=True).items()}
-
-
-def env_timeout() -> float:
-    """``OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT`` in seconds (as the Python SDK reads it), else 10."""
-    raw = env_first("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
-    try:
-        value = float(raw) if raw is not None else DEFAULT_TIMEOUT_S
-    except ValueError:
-        value = DEFAULT_TIMEOUT_S
-    return value if value > 0 else DEFAULT_TIMEOUT_S
-
-
-def user_agent() -> str:
-    try:
-        from opentelemetry.sdk.version import __version__ as sdk_version
-    except ImportError:  # pragma: no cover - the SDK is a dependency
-        sdk_version = "unknown"
-    return f"OTel-OTLP-Exporter-Python/{sdk_version} tenantrace"
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +109,8 @@ class OtlpTransportExporter(SpanExporter):
 
     def __init__(self, *, endpoint: str, timeout: float | None, logger: logging.Logger) -> None:
         self._endpoint = endpoint
+        self._display = display_endpoint(endpoint)
+        self._secrets = endpoint_secrets(endpoint)
         self._timeout_s = timeout if timeout is not None and timeout > 0 else env_timeout()
         self._log = _Throttle(logger)
         self._stats = TransportStats()
@@ -201,14 +157,15 @@ class OtlpTransportExporter(SpanExporter):
         try:
             return self._export(spans)
         except Exception as exc:  # a bug here must never reach the export thread
-            self._failed(f"unexpected error {exc!r}")
+            error = self._scrub(repr(exc))
+            self._failed(f"unexpected error {error}")
             self._log.log(
                 logging.WARNING,
                 "bug",
-                "tenantrace: %s export to %s raised %r",
+                "tenantrace: %s export to %s raised %s",
                 self.protocol,
-                self._endpoint,
-                exc,
+                self._display,
+                error,
             )
             return SpanExportResult.FAILURE
 
@@ -278,6 +235,8 @@ class OtlpTransportExporter(SpanExporter):
                 outcome = self._send(body, remaining, attempt)
             except Exception as exc:  # a transport bug: not worth a retry
                 outcome = Attempt(ok=False, reason=f"unexpected error {exc!r}")
+            if self._secrets and not outcome.ok:
+                outcome = self._scrubbed(outcome)
             with self._stats_lock:
                 self._stats.requests += 1
                 self._stats.retries += attempt > 0
@@ -291,7 +250,7 @@ class OtlpTransportExporter(SpanExporter):
                     logging.WARNING,
                     "refused",
                     "tenantrace: the collector at %s refused %d spans over %s (%s); not retried",
-                    self._endpoint,
+                    self._display,
                     len(spans),
                     self.protocol,
                     outcome.reason,
@@ -307,7 +266,7 @@ class OtlpTransportExporter(SpanExporter):
                 "retry",
                 "tenantrace: %s export to %s failed (%s); retrying in %.2f s",
                 self.protocol,
-                self._endpoint,
+                self._display,
                 outcome.reason,
                 delay,
             )
@@ -320,11 +279,20 @@ class OtlpTransportExporter(SpanExporter):
             "tenantrace: %s export of %d spans to %s failed (%s)%s",
             self.protocol,
             len(spans),
-            self._endpoint,
+            self._display,
             outcome.reason,
             " during shutdown" if self._shutdown else ", retries exhausted within the timeout",
         )
         return SpanExportResult.FAILURE
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "REDACTED")
+        return text
+
+    def _scrubbed(self, outcome: Attempt) -> Attempt:
+        reason = self._scrub(outcome.reason)
+        return Attempt(outcome.ok, outcome.retryable, outcome.delay_s, reason, outcome.response)
 
     def _failed(self, reason: str) -> None:
         self.last_error = reason
@@ -346,43 +314,8 @@ class OtlpTransportExporter(SpanExporter):
                 "partial",
                 "tenantrace: the collector at %s rejected %d of %d spans: %s "
                 "(counted in otlp_rejected_spans)",
-                self._endpoint,
+                self._display,
                 rejected,
                 count,
                 message or "no reason given",
             )
-
-
-def decode_response(data: bytes) -> ExportTraceServiceResponse | None:
-    """An ``ExportTraceServiceResponse`` from a response body; None if it is not one."""
-    if not data:
-        return None
-    try:
-        response: ExportTraceServiceResponse = ExportTraceServiceResponse.FromString(data)
-    except Exception:
-        return None
-    return response
-
-
-def load_credential_provider(names: Sequence[str], kind: Callable[[object], bool]) -> object | None:
-    """The object made by the ``opentelemetry_otlp_credential_provider`` entry point named by
-    the first of the environment variables ``names`` (as the SDK's exporters load it);
-    None when none is set. Raises when it is set but missing or of the wrong type."""
-    name = env_first(*names)
-    if name is None:
-        return None
-    from opentelemetry.util._importlib_metadata import entry_points
-
-    found = list(entry_points(group="opentelemetry_otlp_credential_provider", name=name))
-    if not found:
-        raise RuntimeError(
-            f"credential provider {name!r} not found in 'opentelemetry_otlp_credential_provider'"
-        )
-    made: object = found[0].load()()
-    if not kind(made):
-        raise RuntimeError(f"credential provider {name!r} made a {type(made).__qualname__}")
-    return made
-
-
-def lower_keys(headers: Mapping[str, str] | None) -> dict[str, str]:
-    return {key.lower(): value for key, value in (headers or {}).items()}

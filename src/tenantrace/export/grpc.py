@@ -44,15 +44,14 @@ from urllib.parse import urlsplit
 import grpc  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from tenantrace.export._transport import (
-    Attempt,
-    OtlpTransportExporter,
+from tenantrace.export._options import (
     env_first,
     env_headers,
     load_credential_provider,
     lower_keys,
     user_agent,
 )
+from tenantrace.export._transport import Attempt, OtlpTransportExporter
 
 __all__ = ["EXPORT_METHOD", "RETRYABLE_CODES", "GrpcSpanExporter"]
 
@@ -166,9 +165,11 @@ class GrpcSpanExporter(OtlpTransportExporter):
             response = call(body, timeout=timeout_s, metadata=self._metadata)
         except grpc.RpcError as error:
             return self._failure(error, channel, attempt)
-        except ValueError:  # "Cannot invoke RPC on closed channel": shut down meanwhile
+        except ValueError:  # "Cannot invoke RPC on closed channel"
             if self._shutdown:
                 return Attempt(ok=False, reason="the exporter was shut down")
+            if channel is not self._channel:  # another thread reconnected: at once, anew
+                return Attempt(ok=False, retryable=True, delay_s=0.0, reason="reconnecting")
             raise
         return Attempt(ok=True, response=response)
 

@@ -42,17 +42,16 @@ from email.utils import parsedate_to_datetime
 from typing import Final
 
 import requests
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from tenantrace.export._transport import (
-    Attempt,
-    OtlpTransportExporter,
-    decode_response,
+from tenantrace.export._options import (
     env_first,
     env_headers,
     load_credential_provider,
     lower_keys,
     user_agent,
 )
+from tenantrace.export._transport import Attempt, OtlpTransportExporter
 
 __all__ = ["RETRYABLE_STATUS", "HttpSpanExporter", "retry_after"]
 
@@ -92,15 +91,19 @@ class HttpSpanExporter(OtlpTransportExporter):
         if self._compression != "none":
             merged.setdefault("content-encoding", self._compression)
         self._headers = merged
-        self._session = session or _provided_session() or requests.Session()
+        given = session or _provided_session()
+        self._session = given or requests.Session()
         verify = certificate_file or env_first(
             "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"
         )
         # Passed with each request too: a session's own ``verify`` loses to
         # REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, a request's does not.
-        self._verify: str | None = verify or None
+        self._verify: str | bool | None = verify or None
+        self._proxies: dict[str, str] | None = None
         if verify:
             self._session.verify = verify
+        if given is None:
+            self._read_environment_once()
         cert = client_certificate_file or env_first(
             "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"
         )
@@ -109,6 +112,23 @@ class HttpSpanExporter(OtlpTransportExporter):
         )
         if cert:
             self._session.cert = (cert, key) if key else cert
+
+    def _read_environment_once(self) -> None:
+        """What requests reads from the environment on every request (proxies,
+        NO_PROXY, CA bundle, .netrc), read once: the endpoint does not change,
+        and it is a third of a small request's CPU."""
+        session = self._session
+        try:
+            settings = session.merge_environment_settings(self._endpoint, {}, None, None, None)
+        except Exception:  # an invalid URL: each export fails (and says why), as for the SDK
+            return
+        self._proxies = settings["proxies"]
+        if self._verify is None:
+            self._verify = settings["verify"]
+        auth = requests.utils.get_netrc_auth(self._endpoint)
+        if auth is not None:
+            session.auth = auth
+        session.trust_env = False
 
     @property
     def headers(self) -> dict[str, str]:
@@ -138,6 +158,7 @@ class HttpSpanExporter(OtlpTransportExporter):
             timeout=timeout_s,
             allow_redirects=False,
             verify=self._verify,
+            proxies=self._proxies,
         )
 
     def _send(self, body: bytes, timeout_s: float, attempt: int) -> Attempt:
@@ -193,6 +214,17 @@ def retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(when.timestamp() - time.time(), 0.0)
+
+
+def decode_response(data: bytes) -> ExportTraceServiceResponse | None:
+    """An ``ExportTraceServiceResponse`` from a response body; None if it is not one."""
+    if not data:
+        return None
+    try:
+        response: ExportTraceServiceResponse = ExportTraceServiceResponse.FromString(data)
+    except Exception:
+        return None
+    return response
 
 
 def _describe(exc: Exception) -> str:
