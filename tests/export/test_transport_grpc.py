@@ -252,7 +252,7 @@ def test_unavailable_is_retried_with_the_servers_delay(
     exporter = make(receiver.endpoint)
     started = time.monotonic()
     assert exporter.export(spans) is SUCCESS
-    assert time.monotonic() - started < 0.9  # the server's 50 ms, not the 1 s backoff
+    assert time.monotonic() - started < 2.0  # 2 x 50 ms: the backoff would be >= 2.4 s
     assert receiver.attempts == 3
     assert receiver.requests == [sdk_encode(spans)]  # one request's spans arrive once
     stats = exporter.stats()
@@ -296,7 +296,7 @@ def test_resource_exhausted_is_retried_only_with_retry_info(
     receiver.fail(1, grpc.StatusCode.RESOURCE_EXHAUSTED)
     started = time.monotonic()
     assert exporter.export(spans) is FAILURE
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < MARGIN_S
     assert receiver.attempts == 1
     receiver.fail(1, grpc.StatusCode.RESOURCE_EXHAUSTED, retry_delay_s=0.05)
     assert exporter.export(spans) is SUCCESS
@@ -323,7 +323,7 @@ def test_non_retryable_codes_fail_fast(
     started = time.monotonic()
     for _ in range(3):
         assert exporter.export(tenant_spans(("acme",))) is FAILURE
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 1.5
     assert receiver.attempts == 3  # one request per export: no retry
     assert receiver.requests == []
     assert exporter.last_error == f"{code.name}: no way"
@@ -337,7 +337,7 @@ def test_a_delay_past_the_timeout_fails_at_once(receiver: GrpcReceiver, make: Ma
     receiver.fail(1, grpc.StatusCode.UNAVAILABLE, retry_delay_s=30)
     started = time.monotonic()
     assert make(receiver.endpoint, timeout=2).export(tenant_spans(("acme",))) is FAILURE
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < MARGIN_S
     assert receiver.attempts == 1
 
 
@@ -416,7 +416,7 @@ def test_shutdown_ends_a_retry_wait_and_later_exports_fail(
     started = time.monotonic()
     exporter.shutdown()
     worker.join(5)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 1.5
     assert results == [FAILURE]
     assert exporter.export(tenant_spans()) is FAILURE
     assert receiver.attempts == 1
@@ -434,7 +434,7 @@ def test_shutdown_cancels_a_call_in_flight(receiver: GrpcReceiver, make: Make) -
     started = time.monotonic()
     exporter.shutdown()
     worker.join(5)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 1.5
     assert results == [FAILURE]
 
 
@@ -475,3 +475,24 @@ def test_concurrent_exports_share_one_channel(receiver: GrpcReceiver, make: Make
     assert receiver.span_count() == 32
     stats = exporter.stats()
     assert (stats["otlp_requests"], stats["otlp_spans_sent"]) == (16, 32)
+
+
+def test_concurrent_exports_survive_reconnects(receiver: GrpcReceiver, make: Make) -> None:
+    # Every first attempt is UNAVAILABLE: each makes the channel anew while the
+    # other threads' calls are still on the old one (CANCELLED, then retried).
+    receiver.fail(16, grpc.StatusCode.UNAVAILABLE, retry_delay_s=0.01)
+    exporter = make(receiver.endpoint)
+    results: list[SpanExportResult] = []
+    threads = [
+        threading.Thread(
+            target=lambda i=i: results.append(exporter.export(tenant_spans((f"t{i}",))))
+        )
+        for i in range(16)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert results == [SUCCESS] * 16
+    assert receiver.span_count() == 32  # each batch once
+    assert exporter.stats()["otlp_retries"] >= 1

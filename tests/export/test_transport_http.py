@@ -213,7 +213,7 @@ def test_retryable_answers_are_retried_with_retry_after(
     exporter = make(receiver.url)
     started = time.monotonic()
     assert exporter.export(spans) is SUCCESS
-    assert time.monotonic() - started < 0.9  # Retry-After 0, not the 1 s backoff
+    assert time.monotonic() - started < 2.0  # Retry-After 0: the backoff would be >= 2.4 s
     assert len(receiver.attempts) == 3
     assert [request.body for request in receiver.requests] == [_sdk_bytes(spans)]  # once
     stats = exporter.stats()
@@ -251,7 +251,7 @@ def test_a_retry_after_past_the_timeout_fails_at_once(receiver: HttpReceiver, ma
     receiver.respond(1, 429, {"Retry-After": "60"})
     started = time.monotonic()
     assert make(receiver.url, timeout=2).export(tenant_spans(("acme",))) is FAILURE
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < MARGIN_S
     assert len(receiver.attempts) == 1
 
 
@@ -266,7 +266,7 @@ def test_other_answers_fail_fast(
     started = time.monotonic()
     for _ in range(3):
         assert exporter.export(tenant_spans(("acme",))) is FAILURE
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 1.5
     assert len(receiver.attempts) == 3  # one request per export: no retry
     assert receiver.requests == []
     assert exporter.last_error is not None
@@ -346,7 +346,7 @@ def test_shutdown_ends_a_retry_wait_and_later_exports_fail(
     started = time.monotonic()
     exporter.shutdown()
     worker.join(5)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 1.5
     assert results == [FAILURE]
     assert exporter.export(tenant_spans()) is FAILURE
     assert len(receiver.attempts) == 1

@@ -120,7 +120,8 @@ class GrpcSpanExporter(OtlpTransportExporter):
         self._options = tuple(options.items())
         self._retryable = _retryable_codes(retryable_codes)
         self._lock = threading.Lock()
-        self._channel, self._call = self._open()
+        # (channel, its Export callable): one attribute, swapped whole on reconnect.
+        self._conn = self._open()
 
     @property
     def target(self) -> str:
@@ -160,7 +161,7 @@ class GrpcSpanExporter(OtlpTransportExporter):
         return channel, call
 
     def _send(self, body: bytes, timeout_s: float, attempt: int) -> Attempt:
-        channel, call = self._channel, self._call
+        channel, call = self._conn
         try:
             response = call(body, timeout=timeout_s, metadata=self._metadata)
         except grpc.RpcError as error:
@@ -168,7 +169,7 @@ class GrpcSpanExporter(OtlpTransportExporter):
         except ValueError:  # "Cannot invoke RPC on closed channel"
             if self._shutdown:
                 return Attempt(ok=False, reason="the exporter was shut down")
-            if channel is not self._channel:  # another thread reconnected: at once, anew
+            if channel is not self._conn[0]:  # another thread reconnected: at once, anew
                 return Attempt(ok=False, retryable=True, delay_s=0.0, reason="reconnecting")
             raise
         return Attempt(ok=True, response=response)
@@ -192,9 +193,9 @@ class GrpcSpanExporter(OtlpTransportExporter):
     def _reconnect(self, failed: Any) -> None:
         """A fresh channel in place of ``failed`` (unless another thread made one)."""
         with self._lock:
-            if self._channel is not failed or self._shutdown:
+            if self._conn[0] is not failed or self._shutdown:
                 return
-            self._channel, self._call = self._open()
+            self._conn = self._open()
         try:
             failed.close()  # calls still on it end CANCELLED, and are retried
         except Exception as exc:
@@ -202,7 +203,7 @@ class GrpcSpanExporter(OtlpTransportExporter):
 
     def _close(self) -> None:
         with self._lock:
-            channel = self._channel
+            channel = self._conn[0]
         channel.close()
 
 
