@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 
@@ -51,3 +52,22 @@ def test_without_name_tenants_the_bytes_are_the_sdks() -> None:
             pass
         raw = [s.raw for s in spans.spans() if s.raw is not None]
     assert encode_spans(raw) == sdk(raw).SerializeToString()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+@pytest.mark.parametrize("every_span", [True, False])
+def test_the_config_decides_whether_the_transports_name_tenants(
+    protocol: str, every_span: bool
+) -> None:
+    from tenantrace.instrumentation.exporters import build_exporter
+
+    config = TelemetryConfig(
+        otlp_endpoint="127.0.0.1:9" if protocol == "grpc" else "http://127.0.0.1:9",
+        otlp_protocol=protocol,  # type: ignore[arg-type]
+        tenant_id_on_every_span=every_span,
+    )
+    exporter = build_exporter(config)
+    try:
+        assert getattr(exporter, "wrapped", exporter).name_tenants is every_span
+    finally:
+        exporter.shutdown()

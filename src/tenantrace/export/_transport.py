@@ -106,6 +106,8 @@ class OtlpTransportExporter(SpanExporter):
 
     #: "gRPC" or "HTTP", for the logs.
     protocol = "OTLP"
+    #: Write ``tenant.id`` on every span of a tenant's Resource (see ``encode_spans``).
+    name_tenants = False
 
     def __init__(self, *, endpoint: str, timeout: float | None, logger: logging.Logger) -> None:
         self._endpoint = endpoint
@@ -188,7 +190,7 @@ class OtlpTransportExporter(SpanExporter):
 
     def _encode(self, spans: Sequence[ReadableSpan]) -> bytes | None:
         try:
-            return encode_spans(spans)
+            return encode_spans(spans, name_tenants=self.name_tenants)
         except Exception as exc:
             error: Exception = exc
         # What tenantrace's encoder refuses, the SDK's may still take: never worse than it.

@@ -140,6 +140,10 @@ class TelemetryConfig:
     # Who encodes and sends OTLP: "tenantrace" (tenantrace.export's exporters,
     # docs/export.md) or "sdk" (the OpenTelemetry SDK's OTLP exporters).
     otlp_encoder: OtlpEncoder = "tenantrace"
+    # With tenantrace's encoder, every span of a tenant names it in a tenant.id
+    # attribute on the wire (decorated and auto-instrumented spans too): Phoenix
+    # keeps span attributes, not Resource ones. One cached field per tenant.
+    tenant_id_on_every_span: bool = True
     # Where spans go: "otlp" (when otlp_enabled), "console", "memory" or "none".
     exporter_type: ExporterType = "otlp"
 
@@ -526,6 +530,21 @@ def _env_list(env: Mapping[str, str], name: str) -> tuple[str, ...] | None:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+def _keep_injective_templates(values: dict[str, Any]) -> None:
+    """Drop (with a warning) templates from the environment that are not injective."""
+    if "tenant_project_template" not in values and "tenant_service_template" not in values:
+        return
+    try:
+        _check_injective(
+            values.get("tenant_project_template", TelemetryConfig.tenant_project_template),
+            values.get("tenant_service_template", TelemetryConfig.tenant_service_template),
+        )
+    except ValueError as exc:
+        _warn_once("TENANTRACE_PROJECT_TEMPLATE", str(exc), "injective templates")
+        values.pop("tenant_project_template", None)
+        values.pop("tenant_service_template", None)
+
+
 def _tenancy_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     """The ``TENANTRACE_*`` variables: everything about tenants a zero-code setup needs."""
     values: dict[str, Any] = {}
@@ -538,16 +557,7 @@ def _tenancy_from_env(env: Mapping[str, str]) -> dict[str, Any]:
         raw = env.get(variable, "").strip()
         if raw:
             values[name] = raw
-    if "tenant_project_template" in values or "tenant_service_template" in values:
-        try:
-            _check_injective(
-                values.get("tenant_project_template", TelemetryConfig.tenant_project_template),
-                values.get("tenant_service_template", TelemetryConfig.tenant_service_template),
-            )
-        except ValueError as exc:
-            _warn_once("TENANTRACE_PROJECT_TEMPLATE", str(exc), "injective templates")
-            values.pop("tenant_project_template", None)
-            values.pop("tenant_service_template", None)
+    _keep_injective_templates(values)
     if "default_tenant_id" in values and not is_valid_tenant_id(values["default_tenant_id"]):
         _warn_once("TENANTRACE_DEFAULT_TENANT", values.pop("default_tenant_id"), "a tenant id")
     header = values.get("tenant_header")
@@ -556,6 +566,13 @@ def _tenancy_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     cached = _env_int(env, "TENANTRACE_MAX_CACHED_TENANTS", 1)
     if cached is not None:
         values["max_cached_tenants"] = cached
+    for variable, name in (
+        ("TENANTRACE_TENANT_ID_ON_EVERY_SPAN", "tenant_id_on_every_span"),
+        ("TENANTRACE_BAGGAGE_WITHOUT_URL", "baggage_without_url"),
+    ):
+        flag = _env_bool(env, variable)
+        if flag is not None:
+            values[name] = flag
     cross = env.get("TENANTRACE_CROSS_TENANT_TRACES")
     if cross is not None:
         if cross.strip().lower() in _CROSS_TENANT:
@@ -566,9 +583,6 @@ def _tenancy_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     hosts = _env_list(env, "TENANTRACE_EGRESS_ALLOWED_HOSTS")
     if hosts is not None:
         values["egress_allowed_hosts"] = hosts
-    without_url = _env_bool(env, "TENANTRACE_BAGGAGE_WITHOUT_URL")
-    if without_url is not None:
-        values["baggage_without_url"] = without_url
     return values
 
 

@@ -248,11 +248,13 @@ def _build_otlp(config: TelemetryConfig) -> SpanExporter:
         if config.otlp_encoder == "tenantrace":
             from tenantrace.export.http import HttpSpanExporter
 
-            return HttpSpanExporter(
+            http = HttpSpanExporter(
                 endpoint=otlp_http_url(config.otlp_endpoint, config.otlp_use_tls),
                 headers=headers,
                 timeout=timeout_s,
             )
+            http.name_tenants = config.tenant_id_on_every_span
+            return http
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
             OTLPSpanExporter as HttpExporter,
         )
@@ -274,7 +276,9 @@ def _build_otlp(config: TelemetryConfig) -> SpanExporter:
     if config.otlp_encoder == "tenantrace":
         from tenantrace.export.grpc import GrpcSpanExporter
 
-        return GrpcSpanExporter(endpoint, insecure=insecure, headers=headers, timeout=timeout_s)
+        grpc = GrpcSpanExporter(endpoint, insecure=insecure, headers=headers, timeout=timeout_s)
+        grpc.name_tenants = config.tenant_id_on_every_span
+        return grpc
     return GrpcExporter(endpoint=endpoint, insecure=insecure, headers=headers, timeout=timeout_s)
 
 

@@ -484,6 +484,7 @@ class TelemetryManager:
             if self._pipeline is None or self.config.batch_config.use_sync_export
             else 1,
         }
+        stats.update(_transport_stats(self._exporter))
         with self._stats_lock:
             stats.update(self.extra_counters)
         return stats
@@ -544,6 +545,19 @@ class TelemetryManager:
         if not in_time:
             return f"the test span was not exported within {timeout_millis} ms"
         return None
+
+
+def _transport_stats(exporter: SpanExporter | None) -> dict[str, int]:
+    """The OTLP transport's counters (requests, retries, bytes...), when it keeps any."""
+    inner = getattr(exporter, "wrapped", exporter)  # the per-process wrapper's exporter
+    stats = getattr(inner, "stats", None)
+    if not callable(stats):
+        return {}
+    try:
+        found = stats()
+    except Exception:  # a counter must never break get_stats()
+        return {}
+    return dict(found) if isinstance(found, dict) else {}
 
 
 _manager: TelemetryManager | None = None
