@@ -25,6 +25,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -475,4 +476,53 @@ def test_decorated_generator_switching_tenants(
     for item in items:
         assert item.tenant == globex
         assert_new_trace_linked(item, generator)
+    assert_isolated_in_phoenix(phoenix, seen, process_a.suffix)
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.redis
+def test_a_celery_worker_serving_two_tenants(
+    phoenix: PhoenixServer, process_a: ProcessA, request: pytest.FixtureRequest
+) -> None:
+    """Producer spans and the worker's task spans (tenantrace's Celery hooks, RabbitMQ
+    broker, a threads pool of 4) land in each producer's tenant's project, one trace each."""
+    from celery.contrib.testing.worker import start_worker
+    from celery_worker_app import BROKERS, delete_queue, make_app
+
+    from tenantrace.propagation.celery import instrument_celery, uninstrument_celery
+
+    root = Path(__file__).parent.parent / "conftest.py"
+    require = request.config.pluginmanager.get_plugin(str(root)).require_service
+    require("RabbitMQ", "127.0.0.1", 5672)
+    require("Redis", "127.0.0.1", 6379)  # the result backend
+    queue = f"tenantrace-phoenix-{process_a.suffix}"
+    app = make_app(BROKERS["rabbitmq"], queue)
+    instrument_celery()
+    try:
+        with start_worker(
+            app, pool="threads", concurrency=4, perform_ping_check=False, loglevel="WARNING"
+        ):
+            results = []
+            for name in ("acme", "globex", "acme", "globex"):
+                with tenant_scope(process_a.tenant(name)), process_a.manager.span("enqueue"):
+                    results.append((name, app.tasks["tt.whoami"].delay(name)))
+            for name, result in results:
+                assert result.get(timeout=30)["tenant"] == process_a.tenant(name)
+            # The task span ends just after the result is stored: wait for all four.
+            deadline = time.monotonic() + 30
+            while sum(s.name == "tt.whoami process" for s in process_a.seen()) < 4:
+                assert time.monotonic() < deadline, [s.name for s in process_a.seen()]
+                time.sleep(0.05)
+    finally:
+        uninstrument_celery()
+        delete_queue(app, queue)
+    seen = process_a.seen()
+    by_trace: dict[str, set[str]] = {}
+    for span in seen:
+        by_trace.setdefault(span.trace_id, set()).add(span.name)
+    # Each message: enqueue > publish > process > work, in one trace of its tenant.
+    assert sorted(map(sorted, by_trace.values())) == [
+        sorted(["enqueue", "tt.whoami publish", "tt.whoami process", f"work {name}"])
+        for name in sorted(["acme", "acme", "globex", "globex"])
+    ]
     assert_isolated_in_phoenix(phoenix, seen, process_a.suffix)
