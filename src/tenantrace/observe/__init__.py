@@ -17,6 +17,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from tenantrace.observe.log_export import (
+        GrpcLogExporter,
+        LogEntry,
+        LogExporter,
+        LogPipeline,
+        TenantLogHandler,
+        disable_log_export,
+        enable_log_export,
+    )
     from tenantrace.observe.logs import (
         CORRELATION_FIELDS,
         LOG_CORRELATION_ENV,
@@ -35,10 +44,17 @@ __all__ = [
     "LOG_CORRELATION_ENV",
     "CorrelatedLogRecord",
     "CorrelationFilter",
+    "GrpcLogExporter",
+    "LogEntry",
+    "LogExporter",
+    "LogPipeline",
+    "TenantLogHandler",
     "add_log_correlation",
     "correlate_logs",
     "correlate_logs_from_env",
     "correlation_fields",
+    "disable_log_export",
+    "enable_log_export",
     "log_correlation_enabled",
     "uncorrelate_logs",
 ]
@@ -58,6 +74,18 @@ _MODULES = {
             "uncorrelate_logs",
         ),
         "tenantrace.observe.logs",
+    ),
+    **dict.fromkeys(
+        (
+            "GrpcLogExporter",
+            "LogEntry",
+            "LogExporter",
+            "LogPipeline",
+            "TenantLogHandler",
+            "disable_log_export",
+            "enable_log_export",
+        ),
+        "tenantrace.observe.log_export",
     ),
 }
 
