@@ -38,16 +38,20 @@ if TYPE_CHECKING:
         log_correlation_enabled,
         uncorrelate_logs,
     )
+    from tenantrace.observe.metrics import CardinalityLimiter, RedMetrics, RedMetricsExporter
 
 __all__ = [
     "CORRELATION_FIELDS",
     "LOG_CORRELATION_ENV",
+    "CardinalityLimiter",
     "CorrelatedLogRecord",
     "CorrelationFilter",
     "GrpcLogExporter",
     "LogEntry",
     "LogExporter",
     "LogPipeline",
+    "RedMetrics",
+    "RedMetricsExporter",
     "TenantLogHandler",
     "add_log_correlation",
     "correlate_logs",
@@ -86,6 +90,9 @@ _MODULES = {
             "enable_log_export",
         ),
         "tenantrace.observe.log_export",
+    ),
+    **dict.fromkeys(
+        ("CardinalityLimiter", "RedMetrics", "RedMetricsExporter"), "tenantrace.observe.metrics"
     ),
 }
 
