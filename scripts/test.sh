@@ -3,10 +3,14 @@
 # PostgreSQL, Redis and RabbitMQ included; with CI=true a missing service fails).
 set -euo pipefail
 . "$(dirname "$0")/_venv.sh" "[dev]"
-# Headless Chromium renders the analytics report in the tests (Debian package).
-if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-    || echo "warning: could not install chromium; the report rendering test will say why" >&2
+# Debian packages the tests use: headless Chromium renders the analytics report,
+# a real Prometheus server scrapes the per-tenant metrics endpoint.
+missing=""
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v prometheus >/dev/null 2>&1 || missing="$missing prometheus"
+if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null) \
+    || echo "warning: could not install$missing; the tests that need them will say why" >&2
 fi
 .venv/bin/ruff check src tests examples benchmarks
 .venv/bin/mypy

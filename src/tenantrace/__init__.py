@@ -170,6 +170,8 @@ _LAZY = {
 # tenantrace.propagation, a layer above instrumentation, so the package wires
 # it here, by name: it is imported only when init_telemetry() runs.
 on_install_global("tenantrace.propagation.propagator:install_tenant_propagator")
+# ... and log correlation when TENANTRACE_LOG_CORRELATION asks for it.
+on_install_global("tenantrace.observe.logs:correlate_logs_from_env")
 
 
 def __getattr__(name: str) -> Any:
