@@ -282,15 +282,7 @@ class TelemetryManager:
         scope: str = INSTRUMENTATION_SCOPE,
     ) -> Span:
         """Start (not activate) a span for the tenant; ``INVALID_SPAN`` when off or failing."""
-        if not isinstance(name, str):
-            name = self._span_name(name)
-        if (
-            attributes is not None
-            and type(attributes) is not dict
-            and not isinstance(attributes, Mapping)
-        ):
-            self._span_attributes(attributes)
-            attributes = None
+        name, attributes = self._checked(name, attributes)
         parent = otel_context.get_current() if context is None else context
         tenant, parent = self._tenant_and_parent(tenant_id, parent)
         tracer = self.tracer_for(tenant, project_name, scope, parent)
@@ -306,6 +298,22 @@ class TelemetryManager:
         name_tenant(span, tenant)
         self.spans_started += 1
         return span
+
+    def _checked(
+        self, name: object, attributes: object
+    ) -> tuple[str, Mapping[str, AttributeValue] | None]:
+        """Never raise into user code over a name or attributes of the wrong type: a
+        name becomes its ``str()``, attributes that are not a mapping are left out."""
+        if not isinstance(name, str):
+            name = self._span_name(name)
+        if (
+            attributes is not None
+            and type(attributes) is not dict
+            and not isinstance(attributes, Mapping)
+        ):
+            self._span_attributes(attributes)
+            attributes = None
+        return name, attributes
 
     def _tenant_and_parent(self, tenant_id: str | None, parent: Context) -> tuple[str, Context]:
         """The tenant of a span starting under ``parent``, and the context to start it in.
@@ -344,17 +352,7 @@ class TelemetryManager:
         """
         if not 0 < level.rank <= self._level_rank or self._registry is None:
             return NOOP_SCOPE
-        # Never raise into user code over a name or attributes of the wrong type:
-        # a name becomes its str(), attributes that are not a mapping are left out.
-        if not isinstance(name, str):
-            name = self._span_name(name)
-        if (
-            attributes is not None
-            and type(attributes) is not dict
-            and not isinstance(attributes, Mapping)
-        ):
-            self._span_attributes(attributes)
-            attributes = None
+        name, attributes = self._checked(name, attributes)
         # An explicit tenant does not depend on the context: resolve (and so
         # validate) it now, so a bad id raises where the caller passed it.
         tracer = None

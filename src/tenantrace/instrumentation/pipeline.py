@@ -127,10 +127,16 @@ class PipelineStats:
 
     def count_drop(self, tenant_id: str, count: int = 1) -> None:
         self.dropped_spans += count
-        key = tenant_id
-        if key not in self.dropped_by_tenant and len(self.dropped_by_tenant) >= MAX_TENANT_COUNTERS:
-            key = OTHER_TENANTS
-        self.dropped_by_tenant[key] = self.dropped_by_tenant.get(key, 0) + count
+        count_per_tenant(self.dropped_by_tenant, tenant_id, count)
+
+
+def count_per_tenant(counts: dict[str, int], tenant_id: str, count: int = 1) -> None:
+    """Add ``count`` to ``tenant_id``'s counter; past MAX_TENANT_COUNTERS tenants the rest
+    are summed under one key, so a flood of tenant ids cannot grow memory."""
+    key = tenant_id
+    if key not in counts and len(counts) >= MAX_TENANT_COUNTERS:
+        key = OTHER_TENANTS
+    counts[key] = counts.get(key, 0) + count
 
 
 def _halves(start: int, end: int) -> list[tuple[int, int]]:

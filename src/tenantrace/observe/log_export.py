@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from tenantrace.instrumentation.pipeline import OTHER_TENANTS, count_per_tenant
 from tenantrace.observe._context import get_context, load, span_of
 
 if TYPE_CHECKING:
@@ -52,8 +53,6 @@ __all__ = [
 
 _logger = logging.getLogger(__name__)
 
-MAX_TENANT_COUNTERS: Final = 10_000
-OTHER_TENANTS: Final = "(other)"
 REDACTED: Final = "[REDACTED]"
 SCOPE_NAME: Final = "tenantrace.logs"
 EXPORT_METHOD: Final = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
@@ -318,10 +317,7 @@ class LogPipelineStats:
 
     def count_drop(self, tenant_id: str, count: int = 1) -> None:
         self.dropped_records += count
-        key = tenant_id
-        if key not in self.dropped_by_tenant and len(self.dropped_by_tenant) >= MAX_TENANT_COUNTERS:
-            key = OTHER_TENANTS
-        self.dropped_by_tenant[key] = self.dropped_by_tenant.get(key, 0) + count
+        count_per_tenant(self.dropped_by_tenant, tenant_id, count)
 
 
 def _weak_call(method: Callable[[], object]) -> Callable[[], None]:
