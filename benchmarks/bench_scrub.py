@@ -25,9 +25,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from opentelemetry.trace import SpanKind
 
 from tenantrace import TelemetryConfig
+from tenantrace.export.pipeline import ExportPipeline
+from tenantrace.export.scrubbing import Scrubber
 from tenantrace.instrumentation.config import BatchExportConfig
-from tenantrace.instrumentation.pipeline import ExportPipeline
-from tenantrace.instrumentation.scrubbing import Scrubber
 
 GOAL = 1.10
 BATCH = 512

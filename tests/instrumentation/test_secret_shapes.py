@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tenantrace.instrumentation.secrets import redact_text, redact_url
+from tenantrace.export.secrets import redact_text, redact_url
 
 _B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _ALNUM_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"

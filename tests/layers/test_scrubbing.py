@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, SpanContext, TraceFlags
 
 from tenantrace import BatchExportConfig, TelemetryConfig, TelemetryManager
-from tenantrace.instrumentation.scrubbing import REDACTED, Scrubber, is_secret_key
+from tenantrace.export.scrubbing import REDACTED, Scrubber, is_secret_key
 from tenantrace.testing import SpanCapture, capture_spans
 
 SECRET_KEYS = [

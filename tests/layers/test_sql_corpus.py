@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tenantrace.instrumentation import sql as sql_module
-from tenantrace.instrumentation.sql import MAX_QUERY_CHARS, sanitize_sql
+from tenantrace.export import sql as sql_module
+from tenantrace.export.sql import MAX_QUERY_CHARS, sanitize_sql
 from tenantrace.layers import sanitize_sql as layers_sanitize_sql
 
 PG, MYSQL, MARIADB, SQLITE, ORACLE, MSSQL = (
@@ -640,7 +640,7 @@ def test_the_layers_name_is_the_same_function() -> None:
 
 def test_instrumentation_does_not_import_the_layers() -> None:
     code = (
-        "import sys, tenantrace.instrumentation.sql as s; s.sanitize_sql('SELECT 1');"
+        "import sys, tenantrace.export.sql as s; s.sanitize_sql('SELECT 1');"
         "print(sorted(m for m in sys.modules if m.startswith('tenantrace.layers')))"
     )
     result = subprocess.run(

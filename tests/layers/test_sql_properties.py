@@ -13,7 +13,7 @@ from collections.abc import Callable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tenantrace.instrumentation.sql import sanitize_sql
+from tenantrace.export.sql import sanitize_sql
 
 _TRICKY = st.sampled_from(
     [

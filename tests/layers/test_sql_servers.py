@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_sql_corpus import MYSQL_CASES, POSTGRESQL_CASES, SQLITE_CASES, Case
 
-from tenantrace.instrumentation.sql import sanitize_sql
+from tenantrace.export.sql import sanitize_sql
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=5"

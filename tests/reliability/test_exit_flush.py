@@ -14,7 +14,7 @@ import time
 
 from reliability_fakes import BlackHole, OtlpHttpCollector
 
-from tenantrace.instrumentation.pipeline import EXIT_FLUSH_MILLIS
+from tenantrace.export.pipeline import EXIT_FLUSH_MILLIS
 
 # A service that ends spans and exits without calling shutdown() or force_flush().
 _SCRIPT = textwrap.dedent(

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tenantrace import BatchExportConfig, TelemetryConfig, TelemetryManager
-from tenantrace.instrumentation.pipeline import ExportPipeline
+from tenantrace.export.pipeline import ExportPipeline
 
 QUEUE = 500
 BATCH = 50

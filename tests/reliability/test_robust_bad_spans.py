@@ -24,9 +24,10 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 from reliability_fakes import ManagerFactory, OtlpGrpcCollector, OtlpHttpCollector
 
 from tenantrace import BatchExportConfig, TelemetryConfig, TelemetryManager
-from tenantrace.instrumentation import pipeline as pipeline_module
-from tenantrace.instrumentation.exporters import UnexportableSpanError, fit_span
-from tenantrace.instrumentation.pipeline import MAX_ISOLATION_ATTEMPTS
+from tenantrace.export import pipeline as pipeline_module
+from tenantrace.export.pipeline import MAX_ISOLATION_ATTEMPTS
+from tenantrace.export.repair import fit_span
+from tenantrace.export.sizing import UnexportableSpanError
 
 PROTOCOLS = ["grpc", "http/protobuf"]
 TENANTS = [f"tenant-{i}" for i in range(5)]

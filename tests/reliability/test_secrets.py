@@ -59,7 +59,7 @@ SECRET_KEYS = [
 def wire() -> Iterator[tuple[TelemetryManager, OtlpHttpCollector]]:
     """A default-configured manager exporting over real OTLP/HTTP, installed process-wide."""
     # Scrubbing runs as the pipeline's span transform, wired by default by the manager.
-    require_api("tenantrace.instrumentation.scrubbing")
+    require_api("tenantrace.export.scrubbing")
     collector = OtlpHttpCollector().start()
     manager = TelemetryManager(
         TelemetryConfig(

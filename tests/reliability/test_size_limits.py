@@ -27,15 +27,15 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 from reliability_fakes import ManagerFactory, OtlpGrpcCollector
 
 from tenantrace import BatchExportConfig, TelemetryConfig, TelemetryManager
-from tenantrace.instrumentation.exporters import (
+from tenantrace.export.pipeline import ExportPipeline
+from tenantrace.export.repair import fit_span
+from tenantrace.export.sizing import (
     MAX_REQUEST_BYTES,
     REQUEST_BUDGET_BYTES,
-    fit_span,
     plain_span_size,
     resource_size,
     span_size,
 )
-from tenantrace.instrumentation.pipeline import ExportPipeline
 from tenantrace.testing import SpanCapture
 
 TEN_MB = 10 * 1024 * 1024

@@ -2,7 +2,7 @@
 
 All take the spans of a range (``PhoenixAnalytics.get_spans``) and work on
 what they are given; error text is scrubbed of credentials
-(``tenantrace.instrumentation.secrets.redact_text``) before it is returned.
+(``tenantrace.export.secrets.redact_text``) before it is returned.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TypedDict
 from tenantrace.analytics._latency import latency_figures
 from tenantrace.analytics.records import TraceMetrics
 from tenantrace.analytics.summary import NONE, group_key
-from tenantrace.instrumentation.secrets import redact_text
+from tenantrace.export.secrets import redact_text
 
 __all__ = [
     "ErrorGroup",

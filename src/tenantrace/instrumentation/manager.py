@@ -28,9 +28,9 @@ from opentelemetry.sdk.trace.sampling import Sampler, _get_from_env_or_default
 from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind, Tracer
 from opentelemetry.util.types import AttributeValue
 
+from tenantrace.export.pipeline import ExportPipeline, SpanTransform
 from tenantrace.instrumentation.config import TelemetryConfig, TelemetryLevel
 from tenantrace.instrumentation.exporters import NullSpanExporter, build_exporter
-from tenantrace.instrumentation.pipeline import ExportPipeline, SpanTransform
 from tenantrace.instrumentation.providers import TenantRegistry, TenantTracerProvider
 from tenantrace.instrumentation.sessions import SessionSpanScope, using_session
 from tenantrace.instrumentation.spans import NOOP_SCOPE, NoOpScope, SpanScope, name_tenant
@@ -103,7 +103,7 @@ class TelemetryManager:
         # caller gives runs after the scrubber, on the redacted span.
         # Imported here: the scrubber's patterns (SQL dialects, secret shapes) cost
         # milliseconds to compile, paid when a manager is made, not at import.
-        from tenantrace.instrumentation.scrubbing import Scrubber
+        from tenantrace.export.scrubbing import Scrubber
 
         self._span_transform = _with_scrubbing(Scrubber.from_config(self.config), span_transform)
         self._explicit_exporter = exporter

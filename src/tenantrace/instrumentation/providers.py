@@ -29,15 +29,16 @@ from typing import Final
 from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanLimits, Tracer
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcessor, Tracer
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationInfo, InstrumentationScope
 from opentelemetry.trace import INVALID_SPAN, Link, NonRecordingSpan, SpanKind
 from opentelemetry.util.types import Attributes
 
+from tenantrace.export.pipeline import ExportPipeline
 from tenantrace.instrumentation.config import TelemetryConfig
-from tenantrace.instrumentation.pipeline import ExportPipeline, TenantSpanProcessor
+from tenantrace.instrumentation.sessions import SESSION_ID, session_attributes, tenant_session_id
 from tenantrace.instrumentation.tenants import (
     TENANT_ID_ATTRIBUTE,
     TenantNonRecordingSpan,
@@ -70,6 +71,35 @@ BOUNDARY_LINK_ATTRIBUTES: Final = {"tenantrace.link": "parent"}
 
 It says why the link exists, and names no tenant: the parent's tenant is
 another tenant's business."""
+
+
+class TenantSpanProcessor(SpanProcessor):
+    """The span processor of one tenant's provider: tags spans with the tenant."""
+
+    __slots__ = ("_submit", "tenant_id")
+
+    def __init__(self, pipeline: ExportPipeline, tenant_id: str) -> None:
+        self._submit = pipeline.submit
+        self.tenant_id = tenant_id
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        session = session_attributes(parent_context)
+        if session is None:
+            return
+        for key, value in session.items():
+            # Phoenix's sessions are global: the tenant's own id keeps them apart.
+            exported = tenant_session_id(self.tenant_id, value) if key == SESSION_ID else value
+            span.set_attribute(key, exported)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self._submit(span, self.tenant_id)
+
+    def shutdown(self) -> None:
+        # The pipeline is shared: a provider going away must not stop it.
+        return None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
 
 
 class TenantResource(Resource):
@@ -313,7 +343,7 @@ class TenantRegistry:
             tenant_id=tenant_id,
             project_name=project_name,
             resource=self._resource_for(tenant_id, project_name),
-            processor=self._pipeline.processor_for(tenant_id),
+            processor=TenantSpanProcessor(self._pipeline, tenant_id),
             sampler=self._sampler,
             span_limits=self._span_limits,
             id_generator=self._id_generator,

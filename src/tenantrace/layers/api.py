@@ -46,14 +46,14 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
+from tenantrace.export.scrubbing import Scrubber
+from tenantrace.export.secrets import QUERY_REDACTED, redact_url
 from tenantrace.instrumentation.config import TelemetryLevel
 from tenantrace.instrumentation.manager import (
     TelemetryManager,
     get_telemetry_manager,
     instrumentation_suppressed,
 )
-from tenantrace.instrumentation.scrubbing import Scrubber
-from tenantrace.instrumentation.secrets import QUERY_REDACTED, redact_url
 from tenantrace.instrumentation.spans import activate_span, end_span_with
 from tenantrace.instrumentation.tenants import is_valid_tenant_id, with_tenant
 

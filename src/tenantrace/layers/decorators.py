@@ -25,14 +25,14 @@ from opentelemetry import trace as trace_api
 from opentelemetry.trace import SpanKind, Tracer
 from opentelemetry.util.types import AttributeValue
 
+from tenantrace.export.scrubbing import redacted_repr
+from tenantrace.export.secrets import redact_text
 from tenantrace.instrumentation.config import TelemetryLevel
 from tenantrace.instrumentation.manager import (
     get_telemetry_manager,
     instrumentation_suppressed,
     level_gate,
 )
-from tenantrace.instrumentation.scrubbing import redacted_repr
-from tenantrace.instrumentation.secrets import redact_text
 from tenantrace.instrumentation.spans import end_span_with, record_exception_once
 from tenantrace.instrumentation.tenants import current_tenant, validate_tenant_id, with_tenant
 

@@ -45,27 +45,20 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Final
 
-from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from tenantrace.instrumentation.config import BatchExportConfig
-from tenantrace.instrumentation.exporters import (
+from tenantrace.export.config import BatchExportConfig
+from tenantrace.export.otel_logs import rate_limit_otel_logs
+from tenantrace.export.repair import fit_span, unencodable
+from tenantrace.export.sizing import (
     REQUEST_BUDGET_BYTES,
-    fit_span,
     plain_span_size,
-    rate_limit_otel_logs,
     resource_size,
     span_size,
-    unencodable,
-)
-from tenantrace.instrumentation.sessions import (
-    SESSION_ID,
-    session_attributes,
-    tenant_session_id,
 )
 
-__all__ = ["CircuitBreaker", "ExportPipeline", "PipelineStats", "TenantSpanProcessor"]
+__all__ = ["CircuitBreaker", "ExportPipeline", "PipelineStats", "count_per_tenant"]
 
 _logger = logging.getLogger(__name__)
 
@@ -240,7 +233,7 @@ class ExportPipeline:
         self._plain_values: Callable[[str, object], bool] | None = None
         self._plain_path = transform is None
         # Exactly a Scrubber: a subclass may change what its __call__ leaves alone.
-        from tenantrace.instrumentation.scrubbing import Scrubber
+        from tenantrace.export.scrubbing import Scrubber
 
         if type(transform) is Scrubber and transform.unchanged_keys is not None:
             self._plain_keys = transform.unchanged_keys
@@ -320,9 +313,6 @@ class ExportPipeline:
     @property
     def worker_alive(self) -> bool:
         return self._sync or (self._worker is not None and self._worker.is_alive())
-
-    def processor_for(self, tenant_id: str) -> TenantSpanProcessor:
-        return TenantSpanProcessor(self, tenant_id)
 
     # --------------------------------------------------------------- enqueue
 
@@ -813,32 +803,3 @@ class ExportPipeline:
         except Exception as exc:
             self._log.warning("shutdown-error", "tenantrace: exporter shutdown raised %r", exc)
         return flushed
-
-
-class TenantSpanProcessor(SpanProcessor):
-    """The span processor of one tenant's provider: tags spans with the tenant."""
-
-    __slots__ = ("_submit", "tenant_id")
-
-    def __init__(self, pipeline: ExportPipeline, tenant_id: str) -> None:
-        self._submit = pipeline.submit
-        self.tenant_id = tenant_id
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        session = session_attributes(parent_context)
-        if session is None:
-            return
-        for key, value in session.items():
-            # Phoenix's sessions are global: the tenant's own id keeps them apart.
-            exported = tenant_session_id(self.tenant_id, value) if key == SESSION_ID else value
-            span.set_attribute(key, exported)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        self._submit(span, self.tenant_id)
-
-    def shutdown(self) -> None:
-        # The pipeline is shared: a provider going away must not stop it.
-        return None
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return True

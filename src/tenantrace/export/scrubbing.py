@@ -56,7 +56,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -64,17 +64,24 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, Status
 from opentelemetry.util.types import Attributes, AttributeValue
 
-from tenantrace.instrumentation._ended import ended_attributes, ended_items, has_items
-from tenantrace.instrumentation.secrets import (
+from tenantrace.export._ended import ended_attributes, ended_items, has_items
+from tenantrace.export.secrets import (
     redact_db_error,
     redact_query,
     redact_text,
     redact_url,
 )
-from tenantrace.instrumentation.sql import sanitize_sql
+from tenantrace.export.sql import sanitize_sql
 
-if TYPE_CHECKING:
-    from tenantrace.instrumentation.config import TelemetryConfig
+
+class ScrubSettings(Protocol):
+    """What ``Scrubber.from_config`` reads (``TelemetryConfig`` has these fields)."""
+
+    redact_secrets: bool
+    redact_patterns: tuple[str, ...]
+    redact_callback: Callable[[str, Any], Any] | None
+    max_attribute_length: int
+    sanitize_db_statements: bool
 
 __all__ = [
     "REDACTED",
@@ -311,7 +318,7 @@ class Scrubber:
         self._callback_failed = False
 
     @classmethod
-    def from_config(cls, config: TelemetryConfig) -> Scrubber | None:
+    def from_config(cls, config: ScrubSettings) -> Scrubber | None:
         """The scrubber a manager installs by default; None when ``redact_secrets`` is off."""
         if not config.redact_secrets:
             return None
