@@ -5,7 +5,7 @@
 .SerializeToString()`` returns, without building protobuf messages (and can
 write ``tenant.id`` on every span of a tenant). :class:`GrpcSpanExporter` and
 :class:`HttpSpanExporter` send those bytes; they are what ``TelemetryConfig``'s
-``otlp_encoder="tenantrace"`` (the default) exports with, and load on first use.
+``otlp_encoder="tenantrace"`` (the default) exports with. All load on first use.
 """
 
 from __future__ import annotations
@@ -13,15 +13,21 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from tenantrace.export.encoder import clear_caches, encode_spans
-
 if TYPE_CHECKING:
+    from tenantrace.export.encoder import clear_caches, encode_spans
     from tenantrace.export.grpc import GrpcSpanExporter
     from tenantrace.export.http import HttpSpanExporter
 
 __all__ = ["GrpcSpanExporter", "HttpSpanExporter", "clear_caches", "encode_spans"]
 
-_LAZY = {"GrpcSpanExporter": "grpc", "HttpSpanExporter": "http"}
+# Everything loads on first use: the pipeline's modules import this package's
+# siblings at start-up, the encoder and the transports are needed only to export.
+_LAZY = {
+    "GrpcSpanExporter": "grpc",
+    "HttpSpanExporter": "http",
+    "clear_caches": "encoder",
+    "encode_spans": "encoder",
+}
 
 
 def __getattr__(name: str) -> Any:
