@@ -16,7 +16,7 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
@@ -28,13 +28,15 @@ from opentelemetry.sdk.trace.sampling import Sampler, _get_from_env_or_default
 from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind, Tracer
 from opentelemetry.util.types import AttributeValue
 
-from tenantrace.export.pipeline import ExportPipeline, SpanTransform
 from tenantrace.instrumentation.config import TelemetryConfig, TelemetryLevel
 from tenantrace.instrumentation.exporters import NullSpanExporter, build_exporter
 from tenantrace.instrumentation.providers import TenantRegistry, TenantTracerProvider
 from tenantrace.instrumentation.sessions import SessionSpanScope, using_session
 from tenantrace.instrumentation.spans import NOOP_SCOPE, NoOpScope, SpanScope, name_tenant
 from tenantrace.instrumentation.tenants import current_tenant, with_tenant
+
+if TYPE_CHECKING:
+    from tenantrace.export.pipeline import ExportPipeline, SpanTransform
 
 __all__ = [
     "TelemetryManager",
@@ -126,6 +128,9 @@ class TelemetryManager:
         try:
             exporter = self._explicit_exporter or build_exporter(self.config)
             self._exporter = exporter
+            # Imported when a manager builds its pipeline: import tenantrace stays light.
+            from tenantrace.export.pipeline import ExportPipeline
+
             self._pipeline = ExportPipeline(
                 exporter, self.config.batch_config, transform=self._span_transform
             )

@@ -24,7 +24,7 @@ import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
@@ -36,7 +36,6 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationInfo, Instrume
 from opentelemetry.trace import INVALID_SPAN, Link, NonRecordingSpan, SpanKind
 from opentelemetry.util.types import Attributes
 
-from tenantrace.export.pipeline import ExportPipeline
 from tenantrace.instrumentation.config import TelemetryConfig
 from tenantrace.instrumentation.sessions import SESSION_ID, session_attributes, tenant_session_id
 from tenantrace.instrumentation.tenants import (
@@ -44,6 +43,9 @@ from tenantrace.instrumentation.tenants import (
     TenantNonRecordingSpan,
     span_tenant,
 )
+
+if TYPE_CHECKING:
+    from tenantrace.export.pipeline import ExportPipeline
 
 __all__ = [
     "BOUNDARY_LINK_ATTRIBUTES",
