@@ -64,7 +64,7 @@ PROJECT_NAME_ATTRIBUTE: Final = "openinference.project.name"
 MAX_SCOPES_PER_PROVIDER: Final = 256
 # Evicted providers kept beyond the live ones, with their Resources and tracers
 # (about 2 KB each: 34 MB at most).
-MAX_CACHED_RESOURCES: Final = 16_384
+MAX_EVICTED_PROVIDERS: Final = 16_384
 
 ProviderKey = tuple[str, str | None]
 
@@ -286,7 +286,7 @@ class TenantRegistry:
         # (a rebuild per span would cost as much again, half of it in the garbage
         # collector walking what the rebuilds allocate).
         self._evicted: OrderedDict[ProviderKey, TenantTracerProvider] = OrderedDict()
-        self._max_evicted = max(MAX_CACHED_RESOURCES, self._capacity)
+        self._max_evicted = max(MAX_EVICTED_PROVIDERS, self._capacity)
         self._split_traces = config.cross_tenant_traces == "split"
         self._lock = threading.Lock()
         self.hits = 0
