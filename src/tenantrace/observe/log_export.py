@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from tenantrace.export.pipeline import OTHER_TENANTS, count_per_tenant
+from tenantrace.export.counters import OTHER_TENANTS, count_per_tenant
 from tenantrace.observe._context import get_context, load, span_of
 
 if TYPE_CHECKING:
