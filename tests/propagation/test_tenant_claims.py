@@ -294,3 +294,22 @@ def test_the_gateway_names_the_request_not_whose_trace_the_caller_is_in(
         served, call = spans.one(f"{gateway} serve"), spans.one("acme call")
         assert served.tenant == gateway
         assert (served.trace_id == call.trace_id) is continued
+
+
+def test_the_propagators_validator_sees_the_carriers_headers_only_when_judging(
+    propagator: TenantPropagator, spans: SpanCapture
+) -> None:
+    views: list[Mapping[str, str]] = []
+
+    def validator(tenant: str, headers: Mapping[str, str]) -> bool:
+        views.append(headers)
+        return headers.get("x-auth-tenant") == tenant
+
+    set_default_trust_policy(TenantTrustPolicy(validator=validator))
+    assert current_tenant(propagate.extract({"x-auth-tenant": "acme"})) is None  # no claim
+    assert views == []  # nothing to judge: no view built
+    claim = {"baggage": "tenant.id=acme", "x-auth-tenant": "acme"}
+    assert current_tenant(propagate.extract(claim)) == "acme"
+    assert views[-1]["x-auth-tenant"] == "acme"
+    forged = {"baggage": "tenant.id=acme", "HTTP_X_AUTH_TENANT": "acme"}  # not a WSGI environ
+    assert current_tenant(propagate.extract(forged)) is None

@@ -16,9 +16,9 @@ caller's own scope outranks anything a carrier says.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 from opentelemetry import baggage as otel_baggage
 from opentelemetry import context as otel_context
@@ -171,8 +171,16 @@ def _extract_baggage(fields: Fields, ctx: Context) -> Context:
     return ctx
 
 
+HeaderView: TypeAlias = Callable[[], Mapping[str, str]]
+"""What a trust validator is shown, built only when a validator asks."""
+
+
 def _claimed_tenant(
-    ctx: Context, headers: object, trust: TrustArg, gateway: list[str] | None
+    ctx: Context,
+    headers: object,
+    trust: TrustArg,
+    gateway: list[str] | None,
+    view: HeaderView | None = None,
 ) -> tuple[str | None, str | None, Context]:
     """The request's tenant, the caller's (its span's) tenant, and ``ctx`` without a
     refused claim; None where nothing trusted names one.
@@ -188,7 +196,7 @@ def _claimed_tenant(
     claimed = otel_baggage.get_baggage(TENANT_BAGGAGE_KEY, ctx)
     accepted: str | None = None
     if claimed is not None:
-        if policy.accepts(claimed, lambda: header_view(headers)):
+        if policy.accepts(claimed, view or (lambda: header_view(headers))):
             accepted = str(claimed)
         else:
             get_telemetry_manager().record_rejected_tenant()
@@ -206,7 +214,11 @@ def _claimed_tenant(
 
 
 def _apply_tenant(
-    ctx: Context, headers: object, trust: TrustArg, gateway: list[str] | None = None
+    ctx: Context,
+    headers: object,
+    trust: TrustArg,
+    gateway: list[str] | None = None,
+    view: HeaderView | None = None,
 ) -> Context:
     """Judge the carrier's tenant; the remote parent keeps the caller's, the context
     takes the request's.
@@ -216,7 +228,7 @@ def _apply_tenant(
     any other remote parent a span starts a new trace (see ``TenantTracer``).
     A tenant already in ``ctx`` (a local scope) stays the context's tenant.
     """
-    tenant, callers, ctx = _claimed_tenant(ctx, headers, trust, gateway)
+    tenant, callers, ctx = _claimed_tenant(ctx, headers, trust, gateway, view)
     remote = trace_api.get_current_span(ctx)
     local = ctx.get(TENANT_CONTEXT_KEY)
     chosen = local if isinstance(local, str) else tenant
@@ -282,11 +294,14 @@ def extract_fields(
     trust: TrustArg,
     headers: object,
     gateway: list[str] | None,
+    *,
+    view: HeaderView | None = None,
 ) -> Context:
     """The context of collected propagation ``fields`` on top of ``base``, tenant judged.
 
     ``headers`` is what a trust validator is shown (as ``header_view`` sees
-    it); ``gateway`` the values of the trust policy's tenant header, if any.
+    it), unless ``view`` builds that when a validator asks; ``gateway`` the
+    values of the trust policy's tenant header, if any.
     """
     propagators = current_propagators()
     token = begin_quiet()
@@ -296,7 +311,7 @@ def extract_fields(
             ctx = _extract_baggage(fields, ctx)
     finally:
         end_quiet(token)
-    return _apply_tenant(ctx, headers, trust, gateway)
+    return _apply_tenant(ctx, headers, trust, gateway, view)
 
 
 def extract_trace_context(headers: object, *, trust: TrustArg = None) -> Context:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from opentelemetry import context as otel_context
@@ -41,6 +41,7 @@ from tenantrace.propagation.carriers import (
     PROPAGATION_FIELDS,
     Fields,
     collect_fields,
+    header_view,
     is_wsgi_environ,
 )
 from tenantrace.propagation.http import extract_fields, inject_context
@@ -83,9 +84,7 @@ def destination_of(ctx: Context) -> str | None:
     return f"{scheme}://{netloc}:{port}/" if isinstance(port, int) else f"{scheme}://{netloc}/"
 
 
-def _getter_values(
-    carrier: Any, getter: textmap.Getter[Any], name: str
-) -> list[str] | str | None:
+def _getter_values(carrier: Any, getter: textmap.Getter[Any], name: str) -> list[str] | str | None:
     values = getter.get(carrier, name)
     if values is None or isinstance(values, str):
         return values
@@ -103,26 +102,16 @@ def _getter_pairs(
     return pairs
 
 
-class _AllHeaders:
-    """What a trust validator is shown: every header the getter can list, real names only."""
-
-    def __init__(self, carrier: Any, getter: textmap.Getter[Any]) -> None:
-        self._carrier = carrier
-        self._getter = getter
-
-    def items(self) -> list[tuple[str, object]]:
-        if is_wsgi_environ(self._carrier):
-            return list(self._carrier.items())
-        return _getter_pairs(self._carrier, self._getter, self._getter.keys(self._carrier))
-
-
-def _view_source(carrier: Any, getter: textmap.Getter[Any]) -> object:
+def _validator_view(carrier: Any, getter: textmap.Getter[Any]) -> Mapping[str, str]:
+    """What a trust validator is shown: every header the getter can list, real names only.
+    Built only when a validator asks (most requests have no claim to judge)."""
     if is_wsgi_environ(carrier):
-        return carrier
+        return header_view(carrier)
     try:
-        return _AllHeaders(carrier, getter).items()
+        pairs = _getter_pairs(carrier, getter, getter.keys(carrier))
     except Exception:  # a getter that cannot list its carrier: the validator sees nothing
-        return ()
+        pairs = []
+    return header_view(pairs)
 
 
 class TenantPropagator(textmap.TextMapPropagator):
@@ -154,7 +143,9 @@ class TenantPropagator(textmap.TextMapPropagator):
                     ).get(tenant_header)
             if not fields and gateway is None:
                 return base
-            return extract_fields(fields, base, None, _view_source(carrier, getter), gateway)
+            return extract_fields(
+                fields, base, None, carrier, gateway, view=lambda: _validator_view(carrier, getter)
+            )
         except Exception as exc:  # a propagator must never break the server it runs in
             get_telemetry_manager().warn_once(
                 "propagation.extract", "tenantrace: trace context extraction failed (%r)", exc
@@ -190,4 +181,3 @@ def install_tenant_propagator() -> None:
     with _install_lock:
         if not isinstance(propagate.get_global_textmap(), TenantPropagator):
             propagate.set_global_textmap(TenantPropagator())
-
