@@ -49,14 +49,12 @@ cost is one dict lookup per attribute.
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, Protocol
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -65,6 +63,20 @@ from opentelemetry.trace import Link, Status
 from opentelemetry.util.types import Attributes, AttributeValue
 
 from tenantrace.export._ended import ended_attributes, ended_items, has_items
+from tenantrace.export._redacted_repr import redacted_repr
+from tenantrace.export._scrub_keys import (
+    HOST,
+    QUERY,
+    REDACTED,
+    SAFE,
+    SECRET,
+    SECRET_UNLESS_NUMBER,
+    SQL,
+    TEXT,
+    URL,
+    classify,
+    is_secret_key,
+)
 from tenantrace.export.secrets import (
     redact_db_error,
     redact_query,
@@ -72,6 +84,14 @@ from tenantrace.export.secrets import (
     redact_url,
 )
 from tenantrace.export.sql import sanitize_sql
+
+__all__ = [
+    "REDACTED",
+    "ScrubCallback",
+    "Scrubber",
+    "is_secret_key",
+    "redacted_repr",
+]
 
 
 class ScrubSettings(Protocol):
@@ -83,202 +103,17 @@ class ScrubSettings(Protocol):
     max_attribute_length: int
     sanitize_db_statements: bool
 
-__all__ = [
-    "REDACTED",
-    "ScrubCallback",
-    "Scrubber",
-    "is_secret_key",
-    "redacted_repr",
-]
 
 _logger = logging.getLogger(__name__)
-
-REDACTED: Final = "[REDACTED]"
-_T = TypeVar("_T")
 
 ScrubCallback = Callable[[str, AttributeValue], AttributeValue | None]
 """``callback(key, value)``: the value to export (maybe changed), or ``None`` to drop it."""
 
-# Matched in the key with every separator removed, so they hold across dots:
-# ``db.api.key`` and ``private.key`` are secrets as much as ``api_key``.
-_WORDS: Final = (
-    "password",
-    "passwd",
-    "passphrase",
-    "secret",
-    "apikey",
-    "authorization",
-    "cookie",
-    "privatekey",
-    "accesskey",
-    "credential",
-    "connectionstring",
-    "connstr",
-    "sessionkey",
-    "signature",
-    "csrf",
-    "xsrf",
-)
-# Secret only as a whole word: "auth" but not "author", "pwd" but not "pwdlen",
-# "pin" but not "pinned", "sig" but not "signal".
-_WHOLE_WORDS: Final = frozenset(
-    {"pwd", "pw", "pass", "pin", "otp", "sig", "auth", "jwt", "bearer", "dsn"}
-)
-_URL_KEYS: Final = frozenset({"url.full", "http.url", "http.target", "url.original"})
-_QUERY_KEYS: Final = frozenset({"url.query"})
-_HOST_KEYS: Final = frozenset({"server.address", "net.peer.name", "http.host", "client.address"})
-_SQL_KEYS: Final = frozenset({"db.statement", "db.query.text"})
-_TEXT_KEYS: Final = frozenset({"exception.message", "exception.stacktrace", "error.message"})
-# Known ids and counts that would otherwise match (see the module docstring).
-_SAFE_KEYS: Final = frozenset({"session.id", "session.previous_id"})
-_SPLIT: Final = re.compile(r"[._\-\s/:]+")
-_JOIN: Final = re.compile(r"[_\-\s/:]+")
-# "token" words that name a count: tokens, token_count, tokens_used, max_tokens...
-_TOKEN_COUNT: Final = re.compile(r"tokens|token_?count|max_?token")
-
-_SAFE: Final = 0
-_SECRET: Final = 1
-_SECRET_UNLESS_NUMBER: Final = 2
-_URL: Final = 3
-_HOST: Final = 4
-_SQL: Final = 5
-_TEXT: Final = 6
-_QUERY: Final = 7
 # A span with one of these is a database call: its error text quotes the statement.
 _DB_KEYS: Final = ("db.statement", "db.query.text", "db.system.name", "db.system")
 _ERROR_TEXT_KEYS: Final = frozenset({"exception.message", "exception.stacktrace"})
 
 _MAX_CACHED_KEYS: Final = 4096
-_MAX_KEY_CHARS: Final = 256
-
-
-def _classify(key: str, extra: Sequence[re.Pattern[str]]) -> int:
-    lower = key[:_MAX_KEY_CHARS].lower()
-    if lower in _SAFE_KEYS:
-        return _SAFE
-    # Bound parameters of a statement are the values the statement does not show.
-    if lower == "db.statement.parameters" or lower.startswith("db.query.parameter."):
-        return _SECRET
-    for keys, verdict in (
-        (_URL_KEYS, _URL),
-        (_QUERY_KEYS, _QUERY),
-        (_HOST_KEYS, _HOST),
-        (_SQL_KEYS, _SQL),
-        (_TEXT_KEYS, _TEXT),
-    ):
-        if lower in keys:
-            return verdict
-    compact = [_JOIN.sub("", segment) for segment in lower.split(".")]
-    joined = "".join(compact)
-    if (
-        any(pattern.search(lower) for pattern in extra)
-        or any(word in joined for word in _WORDS)
-        # "session id" only within one dotted segment: session.id is an id namespace.
-        or any("sessionid" in segment for segment in compact)
-        or not _WHOLE_WORDS.isdisjoint(_SPLIT.split(lower))
-    ):
-        return _SECRET
-    # "tokenizer" names a component, not a credential.
-    if "token" in joined.replace("tokeniz", ""):
-        return _SECRET_UNLESS_NUMBER if _TOKEN_COUNT.search(lower) else _SECRET
-    return _SAFE
-
-
-def is_secret_key(key: str, extra_patterns: Iterable[str] = ()) -> bool:
-    """True when an attribute named ``key`` would be redacted (whatever its value)."""
-    patterns = [re.compile(p, re.IGNORECASE) for p in extra_patterns]
-    return _classify(key, patterns) == _SECRET
-
-
-_MAX_DEPTH: Final = 4
-_MAX_ITEMS: Final = 50
-
-
-def redacted_repr(value: object, max_chars: int = 4096) -> str:
-    """``repr(value)`` with secrets redacted at every depth, for captured arguments.
-
-    Values under secret-looking keys of mappings, dataclasses and pydantic
-    models are ``[REDACTED]``, however deep (bounded: 4 levels, 50 items per
-    container); strings and the ``repr`` of any other object are redacted by
-    their shape. Never raises.
-    """
-    try:
-        return repr(_redacted(value, 0))[:max_chars]
-    except Exception:  # a hostile __repr__ or mapping: nothing of it is shown
-        return f"<{type(value).__name__}>"
-
-
-class _Shown:
-    """A leaf already rendered (a redacted repr): repr() shows it as it is."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __repr__(self) -> str:
-        return self.text
-
-
-def _redacted(value: object, depth: int) -> object:
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, bytes | bytearray):  # raw headers, bodies: judged as text
-        text = bytes(value).decode("latin-1")
-        redacted = redact_text(text)
-        value = value if redacted is text else redacted
-    if value is None or isinstance(value, bool | int | float | bytes | bytearray | str):
-        return value
-    if depth >= _MAX_DEPTH:
-        return _Shown("...")
-    fields = _fields_of(value)
-    if fields is None and isinstance(value, Mapping):
-        fields = _first(value.items())
-    if fields is not None:
-        return {_key(k): _redacted_item(k, v, depth) for k, v in fields}
-    if isinstance(value, list | tuple | set | frozenset):
-        items = [_redacted_pair_or_item(item, depth + 1) for item in _first(value)]
-        return tuple(items) if isinstance(value, tuple) else items
-    return _Shown(redact_text(repr(value)))
-
-
-def _redacted_pair_or_item(item: object, depth: int) -> object:
-    """A ``(name, value)`` pair (headers, form fields) keeps its name, loses a secret value."""
-    if type(item) is tuple and len(item) == 2 and isinstance(item[0], str | bytes):
-        return (_redacted(item[0], depth), _redacted_item(item[0], item[1], depth))
-    return _redacted(item, depth)
-
-
-def _fields_of(value: object) -> list[tuple[object, object]] | None:
-    """A dataclass's or a pydantic model's fields; None for anything else."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return [(f.name, getattr(value, f.name, None)) for f in dataclasses.fields(value)]
-    as_dict = getattr(value, "_asdict", None)  # a NamedTuple: its field names matter
-    if isinstance(value, tuple) and callable(as_dict):
-        fields = as_dict()
-        if isinstance(fields, Mapping):
-            return list(_first(fields.items()))
-    dump = getattr(value, "model_dump", None)
-    if callable(dump) and not isinstance(value, type):
-        dumped = dump()
-        if isinstance(dumped, Mapping):
-            return list(_first(dumped.items()))
-    return None
-
-
-def _first(items: Iterable[_T]) -> list[_T]:
-    return list(itertools.islice(items, _MAX_ITEMS))
-
-
-def _key(key: object) -> object:
-    return key if isinstance(key, str | int | float | bool) or key is None else repr(key)
-
-
-def _redacted_item(key: object, value: object, depth: int) -> object:
-    name = bytes(key).decode("latin-1") if isinstance(key, bytes | bytearray) else key
-    if isinstance(name, str) and _classify(name, ()) == _SECRET:
-        return REDACTED
-    return _redacted(value, depth + 1)
 
 
 def _is_number(value: object) -> bool:
@@ -335,14 +170,14 @@ class Scrubber:
         found = self._decisions.get(key)
         if found is not None:
             return found
-        found = _classify(key, self._patterns)
+        found = classify(key, self._patterns)
         with self._lock:
             if len(self._decisions) >= self._max_cached:
                 # A flood of distinct keys (ids in keys) must not grow memory.
                 self._decisions.clear()
                 self._safe_keys.clear()
             self._decisions[key] = found
-            if found == _SAFE:
+            if found == SAFE:
                 self._safe_keys.add(key)
         return found
 
@@ -366,14 +201,14 @@ class Scrubber:
         verdict = self._decisions.get(key)
         if verdict is None:
             verdict = self.decision(key)
-        if verdict == _SAFE:
+        if verdict == SAFE:
             return True
-        if verdict < _URL or not isinstance(value, str):
+        if verdict < URL or not isinstance(value, str):
             return False
         return self._shaped(verdict, value, {}, False) is value
 
     def is_secret(self, key: str) -> bool:
-        return self.decision(key) == _SECRET
+        return self.decision(key) == SECRET
 
     def __call__(self, span: ReadableSpan) -> ReadableSpan:
         # The private fields: the span has ended, and the public properties copy.
@@ -458,7 +293,7 @@ class Scrubber:
         verdict = self._decisions.get(key)
         if verdict is None:
             verdict = self.decision(key)
-        if verdict == _SECRET or (verdict == _SECRET_UNLESS_NUMBER and not _is_number(value)):
+        if verdict == SECRET or (verdict == SECRET_UNLESS_NUMBER and not _is_number(value)):
             return value if value == REDACTED else REDACTED
         if isinstance(value, str):
             new = self._shaped(verdict, value, attributes, text)
@@ -473,17 +308,17 @@ class Scrubber:
     def _shaped(
         self, verdict: int, value: str, attributes: Mapping[str, AttributeValue], text: bool
     ) -> str:
-        if verdict == _URL:
+        if verdict == URL:
             return redact_url(value)
-        if verdict == _QUERY:
+        if verdict == QUERY:
             return redact_query(value)
-        if verdict == _HOST:
+        if verdict == HOST:
             return value.rsplit("@", 1)[1] if "@" in value else value
-        if verdict == _SQL and self._sanitize_sql:
+        if verdict == SQL and self._sanitize_sql:
             system = attributes.get("db.system.name") or attributes.get("db.system")
             sanitized = sanitize_sql(value, system if isinstance(system, str) else None)
             return value if sanitized == value else sanitized
-        if verdict in (_TEXT, _SQL) or text:
+        if verdict in (TEXT, SQL) or text:
             return redact_text(value)
         return value
 
