@@ -7,14 +7,8 @@ SDK's own ``TracerProvider`` registers an ``atexit`` and an ``at_fork`` hook per
 instance that can never be removed, which would grow without bound as tenants
 churn through the LRU; this provider registers nothing.
 
-One trace, one tenant. Backends file traces per project (Phoenix stores a
-whole trace in the project of its first span), so a trace holding two tenants'
-spans shows one tenant's spans in the other's project. A ``TenantTracer``
-therefore starts a span whose parent belongs to another tenant (or to no
-tenant: a remote parent whose claim was not trusted) as the root of a new
-trace, linked to that parent. Every span start goes through it, whoever calls:
-the manager, the routing tracer of auto-instrumented libraries, or code holding
-a provider's tracer.
+Every provider's tracer is a ``TenantTracer`` (see ``tracer.py``): one trace, one
+tenant, and the span that costs less than the SDK's.
 """
 
 from __future__ import annotations
@@ -23,26 +17,21 @@ import logging
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
 from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcessor, Tracer
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcessor
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationInfo, InstrumentationScope
-from opentelemetry.trace import INVALID_SPAN, Link, NonRecordingSpan, SpanKind
 from opentelemetry.util.types import Attributes
 
 from tenantrace.instrumentation.config import TelemetryConfig
 from tenantrace.instrumentation.sessions import SESSION_ID, session_attributes, tenant_session_id
-from tenantrace.instrumentation.tenants import (
-    TENANT_ID_ATTRIBUTE,
-    TenantNonRecordingSpan,
-    span_tenant,
-)
+from tenantrace.instrumentation.tenants import TENANT_ID_ATTRIBUTE
+from tenantrace.instrumentation.tracer import BOUNDARY_LINK_ATTRIBUTES, TenantTracer
 
 if TYPE_CHECKING:
     from tenantrace.export.pipeline import ExportPipeline
@@ -67,12 +56,6 @@ MAX_SCOPES_PER_PROVIDER: Final = 256
 MAX_EVICTED_PROVIDERS: Final = 16_384
 
 ProviderKey = tuple[str, str | None]
-
-BOUNDARY_LINK_ATTRIBUTES: Final = {"tenantrace.link": "parent"}
-"""On the link from a new trace's root to the parent across a tenant boundary.
-
-It says why the link exists, and names no tenant: the parent's tenant is
-another tenant's business."""
 
 
 class TenantSpanProcessor(SpanProcessor):
@@ -111,44 +94,6 @@ class TenantResource(Resource):
         super().__init__(resource.attributes, resource.schema_url)
         self.tenant_id = tenant_id
         self.project_name = project_name
-
-
-class TenantTracer(Tracer):
-    """An SDK tracer of one tenant that keeps that tenant's spans out of other tenants' traces."""
-
-    tenant_id: str = ""
-    split_traces: bool = True
-
-    def start_span(  # noqa: PLR0917 - signature fixed by opentelemetry.trace.Tracer
-        self,
-        name: str,
-        context: Context | None = None,
-        kind: SpanKind = SpanKind.INTERNAL,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = (),
-        start_time: int | None = None,
-        record_exception: bool = True,
-        set_status_on_exception: bool = True,
-    ) -> trace_api.Span:
-        if self.split_traces:
-            parent = trace_api.get_current_span(context)
-            parent_context = parent.get_span_context()
-            if parent_context.is_valid and span_tenant(parent) != self.tenant_id:
-                context = trace_api.set_span_in_context(INVALID_SPAN, context)
-                links = [Link(parent_context, BOUNDARY_LINK_ATTRIBUTES), *(links or ())]
-        span = super().start_span(
-            name,
-            context,
-            kind,
-            attributes,
-            links,
-            start_time,
-            record_exception,
-            set_status_on_exception,
-        )
-        if type(span) is NonRecordingSpan:  # sampled out: its children stay in its trace
-            return TenantNonRecordingSpan(span.get_span_context(), self.tenant_id)
-        return span
 
 
 # The scopes of tracers without scope attributes, shared by every tenant's

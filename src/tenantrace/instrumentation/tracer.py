@@ -1,0 +1,247 @@
+"""The tracer of one tenant, and the span it records.
+
+One trace, one tenant. Backends file traces per project (Phoenix stores a
+whole trace in the project of its first span), so a trace holding two tenants'
+spans shows one tenant's spans in the other's project. A ``TenantTracer``
+therefore starts a span whose parent belongs to another tenant (or to no
+tenant: a remote parent whose claim was not trusted) as the root of a new
+trace, linked to that parent. Every span start goes through it, whoever calls:
+the manager, the routing tracer of auto-instrumented libraries, or code holding
+a provider's tracer.
+
+Why not the SDK's span as it is: on a service, most of a span's CPU is spent
+making it, not in the work it measures. The SDK's ``Tracer.start_span`` asks the
+sampler for a result object, and its ``_Span`` builds two locked bounded lists
+per span (events, links) that most spans never use, then copies itself into a
+``ReadableSpan`` when it ends. ``TenantSpan`` *is* the SDK's ``_Span`` (every
+method, limit and check of it stands; processors and exporters see an SDK span)
+with three differences: the lists are made on first use, the span hands itself
+to the pipeline when it ends (after ``end()`` nothing can change it: every
+mutator checks the end time under the span's lock), and, for the samplers whose
+decision follows from the parent alone (the default parent-based always-on, and
+always-on), the decision is taken without the sampler call. Any other sampler,
+id generator or SDK feature in use (tracer configurators, the SDK's own span
+metrics) takes the SDK's path unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from threading import Lock
+from time import time_ns
+from typing import Any, Final
+
+from opentelemetry import trace as trace_api
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import EventBase, SpanLimits, Tracer, _Span
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, DEFAULT_ON
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    Link,
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    TraceFlags,
+)
+from opentelemetry.util.types import Attributes
+
+from tenantrace.instrumentation.tenants import TenantNonRecordingSpan, span_tenant
+
+__all__ = ["BOUNDARY_LINK_ATTRIBUTES", "TenantSpan", "TenantTracer"]
+
+_logger = logging.getLogger("opentelemetry.sdk.trace")  # the SDK's warnings, as the SDK logs them
+
+BOUNDARY_LINK_ATTRIBUTES: Final = {"tenantrace.link": "parent"}
+"""On the link from a new trace's root to the parent across a tenant boundary.
+
+It says why the link exists, and names no tenant: the parent's tenant is
+another tenant's business."""
+
+_RANDOM: Final = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)  # W3C Level 2; SDKs before 1.39 lack it
+# Trace flags by (sampled, random trace id): the SDK makes a new TraceFlags per span.
+_FLAGS: Final = {
+    (sampled, random): TraceFlags(
+        (TraceFlags.SAMPLED if sampled else 0) | (_RANDOM if random else 0)
+    )
+    for sampled in (False, True)
+    for random in (False, True)
+}
+
+
+class TenantSpan(_Span):
+    """The SDK's span, with its event and link lists made on first use and no copy at the end."""
+
+    tenant_id: str
+
+    def __init__(  # noqa: PLR0917 - the fields of a span, set once
+        self,
+        tracer: TenantTracer,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        kind: SpanKind,
+        attributes: Attributes,
+        links: Sequence[Link] | None,
+        start_time: int | None,
+        record_exception: bool,
+        set_status_on_exception: bool,
+    ) -> None:
+        # The fields of ReadableSpan and Span, as their constructors set them
+        # (without the events list, and without building a links list for no links).
+        limits = tracer.span_limits
+        self._name = name
+        self._context = context
+        self._kind = kind
+        self._instrumentation_info = tracer.instrumentation_info
+        self._instrumentation_scope = tracer.instrumentation_scope
+        self._parent = parent
+        self._start_time = start_time if start_time is not None else time_ns()
+        self._end_time = None
+        self._resource = tracer.resource
+        self._status = tracer.unset_status
+        self._sampler = tracer.sampler
+        self._trace_config = None
+        self._record_exception = record_exception
+        self._set_status_on_exception = set_status_on_exception
+        self._span_processor = tracer.span_processor
+        self._limits = limits
+        self._lock = Lock()
+        self._attributes = tracer.new_attributes(attributes)
+        self._events = ()  # type: ignore[assignment]  # a BoundedList from the first event
+        self._links = self._new_links(links) if links else ()  # type: ignore[assignment]
+        self._record_end_metrics = None
+        self.tenant_id = tracer.tenant_id
+
+    def _add_event(self, event: EventBase) -> None:
+        with self._lock:
+            if self._end_time is None:
+                if type(self._events) is not BoundedList:
+                    self._events = BoundedList(self._limits.max_events)
+                self._events.append(event)
+                return
+        _logger.warning("Tried calling _add_event on an ended span.")
+
+    def _add_link(self, link: Link) -> None:
+        with self._lock:
+            if self._end_time is None:
+                if type(self._links) is not BoundedList:
+                    self._links = BoundedList(self._limits.max_links)
+                self._links.append(link)
+                return
+        _logger.warning("Tried calling _add_link on an ended span.")
+
+    def end(self, end_time: int | None = None) -> None:
+        with self._lock:
+            if self._end_time is not None:
+                _logger.warning("Calling end() on an ended span.")
+                return
+            self._end_time = end_time if end_time is not None else time_ns()
+            self._attributes._immutable = True  # type: ignore[union-attr]
+        # Ended, the span cannot change any more: it is its own readable copy.
+        self._span_processor.on_end(self)
+
+
+class TenantTracer(Tracer):
+    """An SDK tracer of one tenant that keeps that tenant's spans out of other tenants' traces."""
+
+    tenant_id: str = ""
+    split_traces: bool = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.span_limits: SpanLimits = self._span_limits
+        self.instrumentation_scope = self._instrumentation_scope
+        self.unset_status = trace_api.Status(trace_api.StatusCode.UNSET)
+        self._attribute_limits = (
+            self._span_limits.max_span_attributes,
+            self._span_limits.max_span_attribute_length,
+        )
+        # The span-making fast path reproduces the SDK's start_span for these
+        # settings only; anything else takes the SDK's own path.
+        tracer_config = getattr(self, "_tracer_config", None)
+        metrics = getattr(self, "_tracer_metrics", None)
+        self._fast = (
+            (self.sampler is DEFAULT_ON or self.sampler is ALWAYS_ON)
+            and type(self.id_generator) is RandomIdGenerator
+            and (tracer_config is None or tracer_config.is_enabled)
+            and (metrics is None or type(metrics).__name__ == "NoOpTracerMetrics")
+        )
+        self._always_on = self.sampler is ALWAYS_ON
+        self._random_roots = bool(getattr(self.id_generator, "is_trace_id_random", bool)())
+
+    def new_attributes(self, attributes: Attributes) -> BoundedAttributes:
+        maxlen, max_value_len = self._attribute_limits
+        return BoundedAttributes(maxlen, attributes, immutable=False, max_value_len=max_value_len)
+
+    def start_span(  # noqa: PLR0917 - signature fixed by opentelemetry.trace.Tracer
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = (),
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> trace_api.Span:
+        parent = trace_api.get_current_span(context)
+        parent_context = parent.get_span_context()
+        if parent_context.is_valid and self.split_traces and span_tenant(parent) != self.tenant_id:
+            context = trace_api.set_span_in_context(INVALID_SPAN, context)
+            links = [Link(parent_context, BOUNDARY_LINK_ATTRIBUTES), *(links or ())]
+            parent_context = INVALID_SPAN.get_span_context()
+        if not self._fast:
+            span = super().start_span(
+                name,
+                context,
+                kind,
+                attributes,
+                links,
+                start_time,
+                record_exception,
+                set_status_on_exception,
+            )
+            if type(span) is NonRecordingSpan:  # sampled out: its children stay in its trace
+                return TenantNonRecordingSpan(span.get_span_context(), self.tenant_id)
+            return span
+        # The SDK's start_span for a parent-based always-on (or always-on) sampler.
+        if parent_context.is_valid:
+            flags = parent_context.trace_flags
+            sampled = self._always_on or flags.sampled
+            span_context = SpanContext(
+                parent_context.trace_id,
+                self.id_generator.generate_span_id(),
+                False,
+                _FLAGS[sampled, bool(flags & _RANDOM)],
+                parent_context.trace_state,
+            )
+            parent_or_none: SpanContext | None = parent_context
+        else:
+            sampled = True
+            span_context = SpanContext(
+                self.id_generator.generate_trace_id(),
+                self.id_generator.generate_span_id(),
+                False,
+                _FLAGS[True, self._random_roots],
+            )
+            parent_or_none = None
+        if not sampled:  # its children stay in its trace, and so are dropped too
+            return TenantNonRecordingSpan(span_context, self.tenant_id)
+        span = TenantSpan(
+            self,
+            name,
+            span_context,
+            parent_or_none,
+            kind,
+            attributes,
+            links,
+            start_time,
+            record_exception,
+            set_status_on_exception,
+        )
+        self.span_processor.on_start(span, parent_context=context)
+        return span
