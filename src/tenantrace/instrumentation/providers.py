@@ -187,7 +187,7 @@ class TenantTracerProvider(trace_api.TracerProvider):
             tracer = TenantTracer(
                 self._sampler,
                 self.resource,
-                self._processor,  # type: ignore[arg-type]  # any SpanProcessor works here
+                self._processor,
                 self._id_generator,
                 info,
                 self._span_limits,

@@ -111,8 +111,8 @@ class TenantSpan(_Span):
         self._limits = limits
         self._lock = Lock()
         self._attributes = tracer.new_attributes(attributes)
-        self._events = ()  # type: ignore[assignment]  # a BoundedList from the first event
-        self._links = self._new_links(links) if links else ()  # type: ignore[assignment]
+        self._events = ()  # a BoundedList from the first event
+        self._links = self._new_links(links) if links else ()
         self._record_end_metrics = None
         self.tenant_id = tracer.tenant_id
 
@@ -121,7 +121,7 @@ class TenantSpan(_Span):
             if self._end_time is None:
                 if type(self._events) is not BoundedList:
                     self._events = BoundedList(self._limits.max_events)
-                self._events.append(event)
+                self._events.append(event)  # type: ignore[arg-type]  # as the SDK's
                 return
         _logger.warning("Tried calling _add_event on an ended span.")
 
