@@ -57,7 +57,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import Event, ReadableSpan, Span
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceState
 
@@ -111,12 +111,16 @@ _SPAN_FIELDS = (
 )
 
 # Span classes whose fields may be read from the SDK's private slots (those that
-# override none of ReadableSpan's accessors): type -> bool
+# override none of ReadableSpan's accessors; the SDK's Span overrides only
+# get_span_context, with the same field): type -> bool
 _DIRECT: dict[type, bool] = {}
 
 
 def _reads_directly(cls: type) -> bool:
-    direct = all(getattr(cls, name, None) is getattr(ReadableSpan, name) for name in _SPAN_FIELDS)
+    direct = all(
+        getattr(cls, name, None) in (getattr(ReadableSpan, name), getattr(Span, name, None))
+        for name in _SPAN_FIELDS
+    )
     _DIRECT[cls] = direct
     return direct
 

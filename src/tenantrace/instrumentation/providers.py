@@ -2,7 +2,7 @@
 
 A ``TenantTracerProvider`` is deliberately light: a Resource, SDK ``Tracer``
 objects that share the sampler, id generator and span limits, and a
-``TenantSpanProcessor`` that forwards ended spans to the shared pipeline. The
+``TenantSpanProcessor`` (one for all) that forwards ended spans to the shared pipeline. The
 SDK's own ``TracerProvider`` registers an ``atexit`` and an ``at_fork`` hook per
 instance that can never be removed, which would grow without bound as tenants
 churn through the LRU; this provider registers nothing.
@@ -59,25 +59,31 @@ ProviderKey = tuple[str, str | None]
 
 
 class TenantSpanProcessor(SpanProcessor):
-    """The span processor of one tenant's provider: tags spans with the tenant."""
+    """The span processor of every tenant's provider: hands ended spans to the pipeline.
 
-    __slots__ = ("_submit", "tenant_id")
+    One for all tenants: a span knows its tenant (``TenantSpan.tenant_id``, or
+    its provider's ``TenantResource`` for a span the SDK made), so nothing is
+    kept per tenant here. Every object a cached tenant holds is one more for the
+    garbage collector to walk on each full collection.
+    """
 
-    def __init__(self, pipeline: ExportPipeline, tenant_id: str) -> None:
+    __slots__ = ("_submit",)
+
+    def __init__(self, pipeline: ExportPipeline) -> None:
         self._submit = pipeline.submit
-        self.tenant_id = tenant_id
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         session = session_attributes(parent_context)
         if session is None:
             return
+        tenant_id = _tenant_of(span)
         for key, value in session.items():
             # Phoenix's sessions are global: the tenant's own id keeps them apart.
-            exported = tenant_session_id(self.tenant_id, value) if key == SESSION_ID else value
+            exported = tenant_session_id(tenant_id, value) if key == SESSION_ID else value
             span.set_attribute(key, exported)
 
     def on_end(self, span: ReadableSpan) -> None:
-        self._submit(span, self.tenant_id)
+        self._submit(span, _tenant_of(span))
 
     def shutdown(self) -> None:
         # The pipeline is shared: a provider going away must not stop it.
@@ -85,6 +91,14 @@ class TenantSpanProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
+
+
+def _tenant_of(span: ReadableSpan) -> str:
+    """The tenant of a span started by a tenant's tracer."""
+    tenant = getattr(span, "tenant_id", None)  # TenantSpan
+    if tenant is None:
+        tenant = span.resource.tenant_id  # type: ignore[attr-defined]  # the SDK's span: TenantResource
+    return tenant  # type: ignore[no-any-return]
 
 
 class TenantResource(Resource):
@@ -101,6 +115,9 @@ class TenantResource(Resource):
 # path caches a scope's encoded bytes by identity. Bounded like a provider's scopes.
 _SCOPES: dict[tuple[str, str, str | None], tuple[InstrumentationInfo, InstrumentationScope]] = {}
 _SCOPES_LOCK = threading.Lock()
+# Tracers are made once per provider and scope: one lock for all providers
+# (a lock per provider is one more object per cached tenant).
+_TRACERS_LOCK = threading.Lock()
 
 
 def _scope(
@@ -149,7 +166,6 @@ class TenantTracerProvider(trace_api.TracerProvider):
         self._span_limits = span_limits
         self._id_generator = id_generator
         self._tracers: dict[str, TenantTracer] = {}
-        self._lock = threading.Lock()
 
     def get_tracer(
         self,
@@ -180,7 +196,7 @@ class TenantTracerProvider(trace_api.TracerProvider):
         *,
         cache: bool,
     ) -> TenantTracer:
-        with self._lock:
+        with _TRACERS_LOCK:
             if cache and name in self._tracers:
                 return self._tracers[name]
             info, scope = _scope(name, version, schema_url, attributes)
@@ -211,7 +227,6 @@ class TenantRegistry:
         base_resource: Resource,
     ) -> None:
         self._config = config
-        self._pipeline = pipeline
         self._sampler = sampler
         self._base_resource = base_resource
         self._span_limits = SpanLimits(
@@ -223,6 +238,7 @@ class TenantRegistry:
             max_attribute_length=config.max_attribute_length,
         )
         self._id_generator = RandomIdGenerator()
+        self._processor = TenantSpanProcessor(pipeline)
         self._capacity = config.max_cached_tenants
         self._providers: OrderedDict[ProviderKey, TenantTracerProvider] = OrderedDict()
         # Providers evicted from the LRU, kept (bounded, far more than the live ones)
@@ -290,7 +306,7 @@ class TenantRegistry:
             tenant_id=tenant_id,
             project_name=project_name,
             resource=self._resource_for(tenant_id, project_name),
-            processor=TenantSpanProcessor(self._pipeline, tenant_id),
+            processor=self._processor,
             sampler=self._sampler,
             span_limits=self._span_limits,
             id_generator=self._id_generator,

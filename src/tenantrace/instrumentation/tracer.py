@@ -145,6 +145,15 @@ class TenantSpan(_Span):
         self._span_processor.on_end(self)
 
 
+_UNSET: Final = trace_api.Status(trace_api.StatusCode.UNSET)  # immutable: the SDK shares one too
+_SHARED: dict[str, Any] = {}
+
+
+def _shared(kind: str, made: object) -> Any:
+    """The first object of a kind the SDK's ``Tracer`` makes for every tracer (stateless)."""
+    return _SHARED.setdefault(kind, made)
+
+
 class TenantTracer(Tracer):
     """An SDK tracer of one tenant that keeps that tenant's spans out of other tenants' traces."""
 
@@ -153,9 +162,18 @@ class TenantTracer(Tracer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # What the SDK makes anew for each tracer, shared when it is the default:
+        # every object a cached tenant holds is one more for each full collection.
+        # (SDKs before 1.40 have neither.)
+        config = getattr(self, "_tracer_config", None)
+        if type(config).__name__ == "_TracerConfig" and config.is_enabled:  # type: ignore[union-attr]
+            self._tracer_config = _shared("config", config)
+        metrics = getattr(self, "_tracer_metrics", None)
+        if type(metrics).__name__ == "NoOpTracerMetrics":
+            self._tracer_metrics = _shared("metrics", metrics)
         self.span_limits: SpanLimits = self._span_limits
         self.instrumentation_scope = self._instrumentation_scope
-        self.unset_status = trace_api.Status(trace_api.StatusCode.UNSET)
+        self.unset_status = _UNSET
         self._attribute_limits = (
             self._span_limits.max_span_attributes,
             self._span_limits.max_span_attribute_length,
