@@ -12,8 +12,8 @@ import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as SdkGrpc
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as SdkHttp
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from transport_receivers import GrpcReceiver, HttpReceiver
 
+from otlp_receivers import GrpcReceiver, HttpReceiver
 from tenantrace import BatchExportConfig, TelemetryConfig, TelemetryManager
 from tenantrace.export.grpc import GrpcSpanExporter
 from tenantrace.export.http import HttpSpanExporter

@@ -1,10 +1,10 @@
 """What the leak corpus observes: a raw-bytes OTLP/gRPC receiver and a header-recording server.
 
-``RawOtlpReceiver`` is a real OTLP/gRPC endpoint (opentelemetry-proto's
-``TraceServiceServicer`` on an in-process grpcio server) that keeps every
-request exactly as it arrived: its request deserializer records the bytes
-before parsing them, so a test searches what went over the wire, not what a
-decoder chose to show. ``HeaderServer`` is a plain HTTP server on loopback that
+``RawOtlpReceiver`` is ``otlp_receivers``'s real OTLP/gRPC endpoint
+(opentelemetry-proto's TraceService on an in-process grpcio server), which
+keeps every request exactly as it arrived: its request deserializer records the
+bytes before parsing them, so a test searches what went over the wire, not what
+a decoder chose to show. ``HeaderServer`` is a plain HTTP server on loopback that
 records the path and headers of every request (what an outbound client sent)
 and answers with credentials of its own (``Set-Cookie``), for the response-header
 capture of client instrumentations.
@@ -14,28 +14,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import quote
 
-import grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
-
-_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
-
-
-class _Servicer(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self, receiver: RawOtlpReceiver) -> None:
-        self._receiver = receiver
-
-    def Export(
-        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
-    ) -> trace_service_pb2.ExportTraceServiceResponse:
-        self._receiver._parsed(request)
-        return trace_service_pb2.ExportTraceServiceResponse()
+from otlp_receivers import GrpcReceiver, decode_attributes, spans_of
 
 
 @dataclass(frozen=True)
@@ -51,103 +35,35 @@ class WireSpan:
     status: str
 
 
-def _value(value: AnyValue) -> Any:
-    kind = value.WhichOneof("value")
-    if kind is None:
-        return None
-    if kind == "array_value":
-        return [_value(v) for v in value.array_value.values]
-    if kind == "kvlist_value":
-        return {kv.key: _value(kv.value) for kv in value.kvlist_value.values}
-    return getattr(value, kind)
-
-
-class RawOtlpReceiver:
+class RawOtlpReceiver(GrpcReceiver):
     """An OTLP/gRPC trace receiver on ``127.0.0.1`` that keeps the raw request bytes."""
 
     def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-        self._spans: list[WireSpan] = []
-        self._lock = threading.Lock()
-        self._server: grpc.Server | None = None
-        self.port = 0
+        super().__init__(max_workers=4)
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> RawOtlpReceiver:
-        servicer = _Servicer(self)
-
-        def deserialize(data: bytes) -> trace_service_pb2.ExportTraceServiceRequest:
-            with self._lock:
-                self.bodies.append(bytes(data))
-            return trace_service_pb2.ExportTraceServiceRequest.FromString(data)
-
-        # add_TraceServiceServicer_to_server, with a deserializer that sees the bytes first.
-        handler = grpc.method_handlers_generic_handler(
-            _SERVICE,
-            {
-                "Export": grpc.unary_unary_rpc_method_handler(
-                    servicer.Export,
-                    request_deserializer=deserialize,
-                    response_serializer=(
-                        trace_service_pb2.ExportTraceServiceResponse.SerializeToString
-                    ),
-                )
-            },
-        )
-        server = grpc.server(ThreadPoolExecutor(max_workers=4))
-        server.add_generic_rpc_handlers((handler,))
-        self.port = server.add_insecure_port("127.0.0.1:0")
-        server.start()
-        self._server = server
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.stop(grace=None).wait(5)
-
-    def _parsed(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
-        received: list[WireSpan] = []
-        for resource_spans in request.resource_spans:
-            resource = {kv.key: _value(kv.value) for kv in resource_spans.resource.attributes}
-            for scope_spans in resource_spans.scope_spans:
-                for span in scope_spans.spans:
-                    received.append(
-                        WireSpan(
-                            name=span.name,
-                            kind=span.kind,
-                            tenant=resource.get("tenant.id"),
-                            attributes={kv.key: _value(kv.value) for kv in span.attributes},
-                            events=[
-                                (e.name, {kv.key: _value(kv.value) for kv in e.attributes})
-                                for e in span.events
-                            ],
-                            links=[
-                                {kv.key: _value(kv.value) for kv in link.attributes}
-                                for link in span.links
-                            ],
-                            status=span.status.message,
-                        )
-                    )
-        with self._lock:
-            self._spans.extend(received)
+        return self.url
 
     def wire(self) -> bytes:
         """Every request received so far, concatenated as it arrived."""
-        with self._lock:
+        with self._cond:
             return b"".join(self.bodies)
 
     def spans(self) -> list[WireSpan]:
-        with self._lock:
-            return list(self._spans)
-
-    def clear(self) -> None:
-        with self._lock:
-            self.bodies.clear()
-            self._spans.clear()
+        return [
+            WireSpan(
+                name=span.name,
+                kind=span.kind,
+                tenant=resource.get("tenant.id"),
+                attributes=decode_attributes(span.attributes),
+                events=[(e.name, decode_attributes(e.attributes)) for e in span.events],
+                links=[decode_attributes(link.attributes) for link in span.links],
+                status=span.status.message,
+            )
+            for request in self.received()
+            for resource, span in spans_of(request)
+        ]
 
 
 def spellings(secret: str) -> set[bytes]:
