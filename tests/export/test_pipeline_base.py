@@ -34,6 +34,10 @@ from tenantrace.export.pipeline import ExportPipeline
 from tenantrace.observe import LogEntry, LogPipeline
 
 RESOURCE = Resource.create({"service.name": "base-test"})
+COUNTERS = {
+    "spans": ("spans_ended", "exported_spans", "dropped_spans"),
+    "logs": ("records_emitted", "exported_records", "dropped_records"),
+}
 WAIT_S = 10.0
 
 
@@ -126,25 +130,17 @@ class Harness:
                 pipeline.submit(_entry(tenant))
 
     def counts(self) -> dict[str, Any]:
-        """offered, exported, failures, dropped per tenant: the pipeline's own counters."""
-        pipeline = self.pipeline
-        if isinstance(pipeline, ExportPipeline):
-            spans = pipeline.stats
-            return {
-                "offered": spans.spans_ended,
-                "exported": spans.exported_spans,
-                "dropped": spans.dropped_spans,
-                "failures": spans.export_failures,
-                "by_tenant": dict(spans.dropped_by_tenant),
-            }
-        assert pipeline is not None
-        logs = pipeline.stats
+        """offered, exported, dropped, failures, dropped per tenant: the pipeline's own
+        counters, under their own names."""
+        assert self.pipeline is not None
+        stats = self.pipeline.stats
+        offered, exported, dropped = (getattr(stats, name) for name in COUNTERS[self.kind])
         return {
-            "offered": logs.records_emitted,
-            "exported": logs.exported_records,
-            "dropped": logs.dropped_records,
-            "failures": logs.export_failures,
-            "by_tenant": dict(logs.dropped_by_tenant),
+            "offered": offered,
+            "exported": exported,
+            "dropped": dropped,
+            "failures": stats.export_failures,
+            "by_tenant": dict(stats.dropped_by_tenant),
         }
 
 
