@@ -21,26 +21,38 @@ mutator checks the end time under the span's lock), and, for the samplers whose
 decision follows from the parent alone (the default parent-based always-on, and
 always-on), the decision is taken without the sampler call. Any other sampler,
 id generator or SDK feature in use (tracer configurators, the SDK's own span
-metrics) takes the SDK's path unchanged.
+metrics) takes the SDK's path unchanged. ``copy.deepcopy`` of an ended span gives
+the SDK's ``ReadableSpan`` copy. tests/instrumentation/test_tenant_span.py holds
+the two to the same behaviour over generated operations.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from threading import Lock
 from time import time_ns
+from types import MappingProxyType
 from typing import Any, Final
 
 from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import EventBase, SpanLimits, Tracer, _Span
+from opentelemetry.sdk.trace import (
+    EventBase,
+    ReadableSpan,
+    SpanLimits,
+    SpanProcessor,
+    Tracer,
+    _Span,
+)
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, DEFAULT_ON
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import (
     INVALID_SPAN,
+    INVALID_SPAN_CONTEXT,
     Link,
     NonRecordingSpan,
     SpanContext,
@@ -114,6 +126,7 @@ class TenantSpan(_Span):
         self._events = ()  # a BoundedList from the first event
         self._links = self._new_links(links) if links else ()
         self._record_end_metrics = None
+        self._on_ending = tracer.on_ending
         self.tenant_id = tracer.tenant_id
 
     def _add_event(self, event: EventBase) -> None:
@@ -123,7 +136,7 @@ class TenantSpan(_Span):
                     self._events = BoundedList(self._limits.max_events)
                 self._events.append(event)  # type: ignore[arg-type]  # as the SDK's
                 return
-        _logger.warning("Tried calling _add_event on an ended span.")
+        _logger.warning("Tried calling %s on an ended span.", "_add_event")
 
     def _add_link(self, link: Link) -> None:
         with self._lock:
@@ -132,7 +145,7 @@ class TenantSpan(_Span):
                     self._links = BoundedList(self._limits.max_links)
                 self._links.append(link)
                 return
-        _logger.warning("Tried calling _add_link on an ended span.")
+        _logger.warning("Tried calling %s on an ended span.", "_add_link")
 
     def end(self, end_time: int | None = None) -> None:
         with self._lock:
@@ -141,8 +154,16 @@ class TenantSpan(_Span):
                 return
             self._end_time = end_time if end_time is not None else time_ns()
             self._attributes._immutable = True  # type: ignore[union-attr]
+        on_ending = self._on_ending
+        if on_ending is not None:
+            on_ending(self)
         # Ended, the span cannot change any more: it is its own readable copy.
         self._span_processor.on_end(self)
+
+    def __deepcopy__(self, memo: dict[int, object]) -> ReadableSpan:
+        # What the SDK hands a processor is a ReadableSpan, which deep-copies; this
+        # span holds a lock (and its processor): its copy is the SDK's readable one.
+        return copy.deepcopy(self._readable_span(), memo)
 
 
 _UNSET: Final = trace_api.Status(trace_api.StatusCode.UNSET)  # immutable: the SDK shares one too
@@ -172,6 +193,14 @@ class TenantTracer(Tracer):
         if type(metrics).__name__ == "NoOpTracerMetrics":
             self._tracer_metrics = _shared("metrics", metrics)
         self.span_limits: SpanLimits = self._span_limits
+        # The SDK's Span.end() calls the processor's _on_ending (SDK >= 1.39) before
+        # on_end: called here too when the processor has its own.
+        ending = getattr(type(self.span_processor), "_on_ending", None)
+        self.on_ending: Callable[[Any], None] | None = (
+            getattr(self.span_processor, "_on_ending", None)
+            if ending is not None and ending is not getattr(SpanProcessor, "_on_ending", None)
+            else None
+        )
         self.instrumentation_scope = self._instrumentation_scope
         self.unset_status = _UNSET
         self._attribute_limits = (
@@ -208,10 +237,13 @@ class TenantTracer(Tracer):
     ) -> trace_api.Span:
         parent = trace_api.get_current_span(context)
         parent_context = parent.get_span_context()
+        if parent_context is None:  # the SDK's reading of a span without a context: no parent
+            parent_context = INVALID_SPAN_CONTEXT
         if parent_context.is_valid and self.split_traces and span_tenant(parent) != self.tenant_id:
             context = trace_api.set_span_in_context(INVALID_SPAN, context)
-            links = [Link(parent_context, BOUNDARY_LINK_ATTRIBUTES), *(links or ())]
-            parent_context = INVALID_SPAN.get_span_context()
+            # Last: past the link limit, the SDK keeps the last links.
+            links = [*(links or ()), Link(parent_context, BOUNDARY_LINK_ATTRIBUTES)]
+            parent_context = INVALID_SPAN_CONTEXT
         if not self._fast:
             span = super().start_span(
                 name,
@@ -227,6 +259,8 @@ class TenantTracer(Tracer):
                 return TenantNonRecordingSpan(span.get_span_context(), self.tenant_id)
             return span
         # The SDK's start_span for a parent-based always-on (or always-on) sampler.
+        if attributes is not None and type(attributes) is not dict:
+            MappingProxyType(attributes)  # the SDK's TypeError for a non-mapping
         if parent_context.is_valid:
             flags = parent_context.trace_flags
             sampled = self._always_on or flags.sampled
