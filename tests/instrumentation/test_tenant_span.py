@@ -73,6 +73,7 @@ from opentelemetry.trace import (
 
 import tenantrace.instrumentation.tracer as tracer_module
 from tenantrace.export.encoder import encode_spans as tenantrace_encode
+from tenantrace.export.otel_logs import OTEL_LOGGERS, RateLimitFilter
 from tenantrace.instrumentation.providers import TenantResource, TenantTracerProvider
 from tenantrace.instrumentation.tenants import TenantNonRecordingSpan, span_tenant
 from tenantrace.instrumentation.tracer import BOUNDARY_LINK_ATTRIBUTES, TenantSpan, TenantTracer
@@ -230,6 +231,21 @@ class _Records(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def _otel_logs_not_rate_limited() -> Iterator[None]:
+    """A manager built by an earlier test rate-limits OpenTelemetry's loggers (one
+    message template a minute): both spans' warnings must reach the comparison."""
+    removed: list[tuple[logging.Logger, logging.Filter]] = []
+    for name in OTEL_LOGGERS:
+        logger = logging.getLogger(name)
+        for found in [f for f in logger.filters if isinstance(f, RateLimitFilter)]:
+            logger.removeFilter(found)
+            removed.append((logger, found))
+    yield
+    for logger, found in removed:
+        logger.addFilter(found)
 
 
 @contextmanager

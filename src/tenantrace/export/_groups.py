@@ -11,6 +11,11 @@ ResourceSpans (ScopeSpans), as in the SDK. Within a request, a group is written
 with the first of its objects, as the SDK writes the first dict key. (Not a
 WeakKeyDictionary: it would hash a Resource by value, a JSON dump, per lookup.)
 
+A Resource whose class declares ``otlp_entry`` (a tenant's ``TenantResource``)
+keeps its entry itself: the registry already bounds how many there are, and a
+process with more tenants than this cache holds would otherwise re-encode (and
+hash as JSON) a Resource per span, round after round.
+
 Bound: at most :data:`RESOURCE_CACHE_SIZE` resources and as many scopes (strong
 references: an id is never reused while cached). When full, a cache is emptied
 between two requests (:func:`bound_caches`), never during one, so a request's
@@ -92,7 +97,10 @@ def _resource_entry(resource: Resource) -> Entry:
         length_field(b"\x0a", b"".join(body)),
         string_field(b"\x1a", resource.schema_url),
     )
-    _resources[id(resource)] = entry
+    if hasattr(type(resource), "otlp_entry"):
+        resource.otlp_entry = entry  # type: ignore[attr-defined]  # a tenant's: kept on it
+    else:
+        _resources[id(resource)] = entry
     return entry
 
 
@@ -123,7 +131,7 @@ def group_for(
     """
     entry = seen.get(id(resource))
     if entry is None:
-        entry = _resources.get(id(resource))
+        entry = getattr(resource, "otlp_entry", None) or _resources.get(id(resource))
         if entry is None or entry[0] is not resource:
             entry = _resource_entry(resource)
         seen[id(resource)] = entry

@@ -348,11 +348,17 @@ _MAX_RESOURCE_SIZES: Final = 16_384
 
 def resource_size(resource: Resource) -> int:
     """An upper bound of the encoded size of ``resource`` in a request."""
+    own = getattr(resource, "otlp_size", None)  # a tenant's Resource keeps its size
+    if own is not None:
+        return own  # type: ignore[no-any-return]
     known = _RESOURCE_SIZES.get(id(resource))
     if known is not None and known[0] is resource:
         return known[1]
     size, _ = _attributes_size(resource.attributes)
     total = _RESOURCE + size + len(resource.schema_url or "")
+    if hasattr(type(resource), "otlp_size"):
+        resource.otlp_size = total  # type: ignore[attr-defined]
+        return total
     if len(_RESOURCE_SIZES) >= _MAX_RESOURCE_SIZES:
         _RESOURCE_SIZES.clear()
     _RESOURCE_SIZES[id(resource)] = (resource, total)

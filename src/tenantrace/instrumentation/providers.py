@@ -102,7 +102,14 @@ def _tenant_of(span: ReadableSpan) -> str:
 
 
 class TenantResource(Resource):
-    """A provider's Resource that knows its tenant without a lookup (see ``span_tenant``)."""
+    """A provider's Resource that knows its tenant without a lookup (see ``span_tenant``).
+
+    It also keeps what the export path derives from it once (its encoded OTLP
+    fields, its size), so no cache of the export side has to hold every tenant.
+    """
+
+    otlp_entry: object = None
+    otlp_size: int | None = None
 
     def __init__(self, resource: Resource, tenant_id: str, project_name: str) -> None:
         super().__init__(resource.attributes, resource.schema_url)
