@@ -366,30 +366,43 @@ class TelemetryManager:
             if tracer is None:
                 return NOOP_SCOPE
 
-        def start() -> tuple[Span, Context] | None:
-            current = otel_context.get_current()
-            tenant, parent = self._tenant_and_parent(
-                tenant_id, current if context is None else context
-            )
-            active = tracer or self.tracer_for(tenant, project_name, INSTRUMENTATION_SCOPE, parent)
-            if active is None:
-                return None
-            try:
-                span = active.start_span(name, parent, kind, attributes, links)
-            except Exception as exc:
-                self.warn_once("start", "tenantrace: could not start span (%r)", exc)
-                return None
-            name_tenant(span, tenant)
-            self.spans_started += 1  # counted once started, so started - ended = open
-            if context is None:
-                return span, parent
-            # As start_as_current_span(context=...): the span becomes current in the
-            # caller's context (with the span's tenant), not in the one it was given.
-            if current_tenant(current) != tenant:
-                current = with_tenant(tenant, current)
-            return span, current
+        return SpanScope(
+            TelemetryManager._begin,  # the function: a bound method would be one more object
+            (self, name, tenant_id, project_name, attributes, kind, context, links, tracer),
+            record_exception=record_exception,
+        )
 
-        return SpanScope(start, record_exception=record_exception)
+    def _begin(  # noqa: PLR0917 - span()'s arguments, as SpanScope holds them
+        self,
+        name: str,
+        tenant_id: str | None,
+        project_name: str | None,
+        attributes: Mapping[str, AttributeValue] | None,
+        kind: SpanKind,
+        context: Context | None,
+        links: Sequence[Link] | None,
+        tracer: Tracer | None,
+    ) -> tuple[Span, Context] | None:
+        """Start the span of a ``span()`` scope being entered; None for a no-op."""
+        current = otel_context.get_current()
+        tenant, parent = self._tenant_and_parent(tenant_id, current if context is None else context)
+        active = tracer or self.tracer_for(tenant, project_name, INSTRUMENTATION_SCOPE, parent)
+        if active is None:
+            return None
+        try:
+            span = active.start_span(name, parent, kind, attributes, links)
+        except Exception as exc:
+            self.warn_once("start", "tenantrace: could not start span (%r)", exc)
+            return None
+        name_tenant(span, tenant)
+        self.spans_started += 1  # counted once started, so started - ended = open
+        if context is None:
+            return span, parent
+        # As start_as_current_span(context=...): the span becomes current in the
+        # caller's context (with the span's tenant), not in the one it was given.
+        if current_tenant(current) != tenant:
+            current = with_tenant(tenant, current)
+        return span, current
 
     def session_span(
         self,

@@ -208,17 +208,24 @@ class SpanScope(AsyncWithFromSync[Span]):
     Nothing happens until ``__enter__``, as with OpenTelemetry's
     ``start_as_current_span``: a scope built outside ``tenant_scope()`` or
     before a parent span takes the tenant, the parent and the start time in
-    force when it is entered. ``start`` is the manager's span starter; it
+    force when it is entered. ``start(*args)`` is the manager's span starter; it
     returns the started span and the context to make it current in (which
     carries the span's tenant), or None for a no-op.
     """
 
-    __slots__ = ("_record", "_span", "_start", "_token")
+    __slots__ = ("_args", "_record", "_span", "_start", "_token")
 
     def __init__(
-        self, start: Callable[[], tuple[Span, Context] | None], *, record_exception: bool = True
+        self,
+        start: Callable[..., tuple[Span, Context] | None],
+        args: tuple[object, ...] = (),
+        *,
+        record_exception: bool = True,
     ) -> None:
+        # A function and its arguments, not a closure: a closure over the span's
+        # arguments is a function and a cell per argument, for the collector, per span.
         self._start = start
+        self._args = args
         self._record = record_exception
         self._span: Span = INVALID_SPAN
         self._token: object | None = None
@@ -228,7 +235,7 @@ class SpanScope(AsyncWithFromSync[Span]):
             # Its span and token live on the scope: a second entry would leave the
             # first span unended and current. Sequential reuse is fine.
             raise RuntimeError("this span scope is already active; make one per block")
-        started = self._start()
+        started = self._start(*self._args)
         if started is None:
             return INVALID_SPAN
         self._span, context = started
