@@ -91,14 +91,16 @@ def _resource_entry(resource: Resource) -> Entry:
     body: list[bytes] = []
     skipped = encode_attributes(resource.attributes or {}, b"\x0a", body)
     body.append(uint32_field(b"\x10", skipped))
-    entry = (
+    entry: Entry = (
         resource,
         key,
         length_field(b"\x0a", b"".join(body)),
         string_field(b"\x1a", resource.schema_url),
     )
     if hasattr(type(resource), "otlp_entry"):
-        resource.otlp_entry = entry  # type: ignore[attr-defined]  # a tenant's: kept on it
+        # A tenant's: kept on it, without itself in it (no cycle to collect).
+        entry = (None, *entry[1:])
+        resource.otlp_entry = entry  # type: ignore[attr-defined]
     else:
         _resources[id(resource)] = entry
     return entry
@@ -131,9 +133,11 @@ def group_for(
     """
     entry = seen.get(id(resource))
     if entry is None:
-        entry = getattr(resource, "otlp_entry", None) or _resources.get(id(resource))
-        if entry is None or entry[0] is not resource:
-            entry = _resource_entry(resource)
+        entry = getattr(resource, "otlp_entry", None)
+        if entry is None:
+            entry = _resources.get(id(resource))
+            if entry is None or entry[0] is not resource:
+                entry = _resource_entry(resource)
         seen[id(resource)] = entry
     group = groups.get(entry[1])
     if group is None:

@@ -17,6 +17,7 @@ import logging
 import threading
 import warnings
 from collections import OrderedDict
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
 from opentelemetry import trace as trace_api
@@ -113,8 +114,14 @@ class TenantResource(Resource):
 
     def __init__(self, resource: Resource, tenant_id: str, project_name: str) -> None:
         super().__init__(resource.attributes, resource.schema_url)
+        # Validated by the SDK's constructor above; kept read-only without the bounded
+        # mapping's lock, one object fewer per cached tenant for the garbage collector.
+        self._attributes = MappingProxyType(dict(self._attributes))  # type: ignore[assignment]
         self.tenant_id = tenant_id
         self.project_name = project_name
+
+    def __deepcopy__(self, memo: dict[int, object]) -> TenantResource:
+        return self  # immutable, as a Resource is: a deep copy is itself
 
 
 # The scopes of tracers without scope attributes, shared by every tenant's
@@ -172,7 +179,17 @@ class TenantTracerProvider(trace_api.TracerProvider):
         self._sampler = sampler
         self._span_limits = span_limits
         self._id_generator = id_generator
-        self._tracers: dict[str, TenantTracer] = {}
+        # The first scope's tracer apart, the others in a dict made when needed: most
+        # tenants use one scope, and a dict per cached tenant is one more object
+        # for each full collection of the garbage collector.
+        self._first_name: str | None = None
+        self._first: TenantTracer | None = None
+        self._tracers: dict[str, TenantTracer] | None = None
+
+    def _cached(self, name: str) -> TenantTracer | None:
+        if name == self._first_name:
+            return self._first
+        return self._tracers.get(name) if self._tracers is not None else None
 
     def get_tracer(
         self,
@@ -182,7 +199,7 @@ class TenantTracerProvider(trace_api.TracerProvider):
         attributes: Attributes | None = None,
     ) -> TenantTracer:
         if not instrumenting_library_version and not schema_url and not attributes:
-            tracer = self._tracers.get(instrumenting_module_name)
+            tracer = self._cached(instrumenting_module_name)
             if tracer is not None:
                 return tracer
             return self._new_tracer(instrumenting_module_name, "", None, None, cache=True)
@@ -204,8 +221,9 @@ class TenantTracerProvider(trace_api.TracerProvider):
         cache: bool,
     ) -> TenantTracer:
         with _TRACERS_LOCK:
-            if cache and name in self._tracers:
-                return self._tracers[name]
+            found = self._cached(name) if cache else None
+            if found is not None:
+                return found
             info, scope = _scope(name, version, schema_url, attributes)
             tracer = TenantTracer(
                 self._sampler,
@@ -218,7 +236,13 @@ class TenantTracerProvider(trace_api.TracerProvider):
             )
             tracer.tenant_id = self.tenant_id
             tracer.split_traces = self._split_traces
-            if cache and len(self._tracers) < MAX_SCOPES_PER_PROVIDER:
+            if not cache:
+                return tracer
+            if self._first is None:
+                self._first_name, self._first = name, tracer
+            elif self._tracers is None:
+                self._tracers = {name: tracer}
+            elif len(self._tracers) < MAX_SCOPES_PER_PROVIDER:
                 self._tracers[name] = tracer
             return tracer
 
