@@ -5,6 +5,9 @@
   else through ``opentelemetry.context.get_current()``;
 - ``correlation(ctx)``: the five correlation strings of a context (trace id,
   span id, tenant, service name, project name), empty where there are none;
+  ``SPAN_KEY`` and ``TENANT_KEY``: the two keys it starts from (None when a
+  release moved them): a context with neither has none (the log correlation's
+  no-span path checks them inline);
 - ``load(name)``: a module of tenantrace's export side, wherever it lives now
   (``tenantrace.export.<name>``, else ``tenantrace.instrumentation.<name>``):
   the secrets, scrubbing and exporters modules are being moved, and this
@@ -25,7 +28,16 @@ from opentelemetry.context import Context
 
 from tenantrace import current_tenant
 
-__all__ = ["EMPTY", "correlation", "get_context", "load", "resource_names", "span_of"]
+__all__ = [
+    "EMPTY",
+    "SPAN_KEY",
+    "TENANT_KEY",
+    "correlation",
+    "get_context",
+    "load",
+    "resource_names",
+    "span_of",
+]
 
 EMPTY: Final = ("", "", "", "", "")
 PROJECT_NAME_ATTRIBUTE: Final = "openinference.project.name"
@@ -88,6 +100,9 @@ _tenants = importlib.import_module("tenantrace.instrumentation.tenants")
 _TENANT_KEY: Final[str | None] = getattr(_tenants, "TENANT_CONTEXT_KEY", None)
 _ANCHOR_KEY: Final[str | None] = getattr(_tenants, "_ANCHOR_KEY", None)
 _span_tenant: Final[Callable[[object], str | None]] = _tenants.span_tenant
+# Public within the package: a context holding neither key correlates to EMPTY.
+SPAN_KEY: Final = _SPAN_KEY
+TENANT_KEY: Final = _TENANT_KEY
 
 
 def _tenant(ctx: Any, span: object, span_tenant: str | None) -> str:
