@@ -83,6 +83,10 @@ class CardinalityLimiter:
         self.folded = 0  # values seen past the limit (counted once each time they arrive)
 
     def __call__(self, value: str) -> str:
+        return self.fold(value, 1)
+
+    def fold(self, value: str, count: int = 1) -> str:
+        """``value`` or ``other``; ``count`` arrivals of it (spans) are counted as folded."""
         if value in self._seen:
             return value
         with self._lock:
@@ -91,7 +95,7 @@ class CardinalityLimiter:
             if len(self._seen) < self.limit:
                 self._seen.add(value)
                 return value
-            self.folded += 1
+            self.folded += count
             return self.other
 
     def __len__(self) -> int:
@@ -139,6 +143,9 @@ class RedMetrics:
         self.registry: Any = None
         self._remembered: OrderedDict[tuple[int, int], None] = OrderedDict()
         self._lock = threading.Lock()
+        # One attributes dict per series (labels already folded: bounded by max_series);
+        # the SDK copies what it keeps, so the same dict serves every measurement.
+        self._attributes: dict[tuple[str, str, str], dict[str, str]] = {}
         self.spans_recorded = 0
         if prometheus_port is not None:
             self._readers.append(self._prometheus_reader(prometheus_port, prometheus_host))
@@ -214,37 +221,120 @@ class RedMetrics:
 
     def record(self, span: ReadableSpan) -> None:
         """Count one ended span (call on the export thread); never raises."""
-        try:
-            if self._kinds is not None and span.kind not in self._kinds:
-                return
-            attributes = {
-                "tenant_id": self.tenants(_tenant_of(span)),
-                "operation": self.operations(span.name),
-                "span_kind": _KINDS.get(span.kind, "internal"),
-            }
-            self._requests.add(1, attributes)
-            if span.status.status_code is StatusCode.ERROR:
-                self._errors.add(1, attributes)
-            start, end = span.start_time, span.end_time
-            if start is not None and end is not None and end >= start:
-                self._duration.record((end - start) / 1e9, attributes)
-            self.spans_recorded += 1
-        except Exception:  # metrics must never cost a span its export
-            return
+        self._record_batch((span,))
 
     def record_once(self, spans: Sequence[ReadableSpan]) -> None:
-        """``record`` each span not recorded before (by trace and span id; bounded memory)."""
+        """``record`` each span not recorded before (by trace and span id; bounded memory).
+
+        The batch is checked against the spans already counted under one lock,
+        then aggregated by series (see ``_record_batch``); never raises.
+        """
+        try:
+            fresh = self._fresh(spans)
+        except Exception:  # metrics must never cost a span its export
+            return
+        if fresh:
+            self._record_batch(fresh)
+
+    def _fresh(self, spans: Sequence[ReadableSpan]) -> list[ReadableSpan]:
+        """The spans of ``spans`` not counted before, now remembered (one lock per batch)."""
         remembered = self._remembered
-        for span in spans:
-            context = span.context
-            key = (context.trace_id, context.span_id) if context is not None else (0, id(span))
-            with self._lock:
+        fresh: list[ReadableSpan] = []
+        append = fresh.append
+        with self._lock:
+            for span in spans:
+                try:
+                    context = span.context
+                    key = (context.trace_id, context.span_id)
+                except Exception:  # no span context: the object itself identifies it
+                    key = (0, id(span))
                 if key in remembered:
                     continue
                 remembered[key] = None
+                append(span)
                 if len(remembered) > _MAX_REMEMBERED:
                     remembered.popitem(last=False)
-            self.record(span)
+        return fresh
+
+    def _record_batch(self, spans: Sequence[ReadableSpan]) -> None:
+        """Count ``spans`` (already deduplicated): grouped by series first, then one
+        ``add`` per series and counter, one histogram ``record`` per span; never raises.
+        """
+        raw = self._group(spans)
+        if not raw:
+            return
+        try:
+            series = self._fold(raw)
+            attributes_of = self._attributes
+            requests, errors, record = self._requests.add, self._errors.add, self._duration.record
+            for labels, (count, failures, durations) in series.items():
+                attributes = attributes_of.get(labels)
+                if attributes is None:
+                    attributes = attributes_of[labels] = {
+                        "tenant_id": labels[0],
+                        "operation": labels[1],
+                        "span_kind": labels[2],
+                    }
+                requests(count, attributes)
+                if failures:
+                    errors(failures, attributes)
+                for seconds in durations:  # the SDK's histogram takes one value per call
+                    record(seconds, attributes)
+                self.spans_recorded += count
+        except Exception:  # metrics must never cost a span its export
+            return
+
+    def _group(self, spans: Sequence[ReadableSpan]) -> dict[tuple[str, str, SpanKind], list[Any]]:
+        """(tenant, operation, kind) as the spans carry them -> [spans, errors, durations s]."""
+        kinds = self._kinds
+        error = StatusCode.ERROR
+        raw: dict[tuple[str, str, SpanKind], list[Any]] = {}
+        for span in spans:
+            try:
+                kind = span.kind
+                if kinds is not None and kind not in kinds:
+                    continue
+                key = (_tenant_of(span), span.name, kind)
+                failed = span.status.status_code is error
+                start, end = span.start_time, span.end_time
+                group = raw.get(key)
+                if group is None:
+                    group = raw[key] = [0, 0, []]
+                group[0] += 1
+                if failed:
+                    group[1] += 1
+                if start is not None and end is not None and end >= start:
+                    group[2].append((end - start) / 1e9)
+            except Exception:  # a span of an odd shape is not counted; the others are
+                continue
+        return raw
+
+    def _fold(
+        self, raw: dict[tuple[str, str, SpanKind], list[Any]]
+    ) -> dict[tuple[str, str, str], list[Any]]:
+        """The groups by their exported labels (several may fold into one).
+
+        Each distinct tenant and operation goes through its ``CardinalityLimiter``
+        once per group, in the order of first appearance (the same values keep
+        their ids as when counted span by span); ``folded`` still counts spans.
+        """
+        series: dict[tuple[str, str, str], list[Any]] = {}
+        tenants, operations = self.tenants, self.operations
+        for (tenant, operation, kind), group in raw.items():
+            count = group[0]
+            labels = (
+                tenants.fold(tenant, count),
+                operations.fold(operation, count),
+                _KINDS.get(kind, "internal"),
+            )
+            merged = series.get(labels)
+            if merged is None:
+                series[labels] = group
+            else:
+                merged[0] += count
+                merged[1] += group[1]
+                merged[2].extend(group[2])
+        return series
 
     def wrap(self, exporter: SpanExporter) -> RedMetricsExporter:
         """A span exporter that records RED metrics, then exports through ``exporter``."""

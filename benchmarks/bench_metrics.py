@@ -1,0 +1,208 @@
+"""CPU per span of span-derived RED metrics (``tenantrace.observe.RedMetrics``) on the
+export thread.
+
+Run: ``python benchmarks/bench_metrics.py`` (``--rounds``; ``--compare FILE`` also
+times ``RedMetrics`` loaded from another copy of ``tenantrace/observe/metrics.py``,
+e.g. ``git show HEAD~1:src/tenantrace/observe/metrics.py > /tmp/before.py``, in the
+same rounds: a before/after comparison in the same conditions).
+
+What is measured: the thread's CPU time (``time.thread_time_ns``) of
+``RedMetricsExporter.export(batch)`` minus that of the wrapped exporter's own
+``export(batch)`` (a null exporter), per span, for a batch of ``--batch`` (512) ended
+SDK spans made by a ``TelemetryManager``:
+
+- ``1 tenant``: every span of tenant ``acme``, operation ``work``;
+- ``100x5``: 100 tenants x 5 operations, spans spread evenly over the 500 series.
+
+One span in 20 ends with status ERROR. The metrics have a Prometheus reader (an
+HTTP server on a free loopback port, never scraped), as ``RedMetrics(prometheus_port=0)``
+makes them; the series already exist (a warm-up batch), and the set of spans already
+counted is emptied, untimed, before every timed export so that every span is counted.
+
+The floor of any implementation that keeps the SDK's histogram (its only API takes
+one value per call) is timed too: ``histogram.record(seconds, attributes)`` for each
+span of the batch, one series.
+
+For comparison, the same batch through tenantrace's own export step
+(``ExportPipeline._export_batch`` in sync mode, a null exporter: preparing the spans
+and cutting them into requests, no encoding or network) is timed in the same rounds.
+
+Every round times each case once, in a new random order, garbage collector paused;
+the figure is the median over rounds, with the middle half (25th-75th percentile).
+The goal (issue: logs and metrics): metrics add at most 10 % to the export thread's
+CPU per span.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind
+
+from tenantrace import BatchExportConfig, TelemetryConfig, TelemetryManager
+from tenantrace.export.pipeline import ExportPipeline
+
+
+class _Null(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+class _Keep(SpanExporter):
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.spans.extend(spans)
+        return SpanExportResult.SUCCESS
+
+
+def _spans(count: int, tenants: int, operations: int) -> list[ReadableSpan]:
+    keep = _Keep()
+    config = TelemetryConfig(
+        exporter_type="none", batch_config=BatchExportConfig(use_sync_export=True)
+    )
+    manager = TelemetryManager(config, exporter=keep)
+    try:
+        for index in range(count):
+            tenant = f"tenant-{index % tenants}"
+            operation = f"op-{(index // tenants) % operations}"
+            try:
+                with manager.span(operation, tenant_id=tenant, kind=SpanKind.SERVER):
+                    if index % 20 == 0:
+                        raise ValueError("failed")
+            except ValueError:
+                pass
+        assert manager.force_flush(10_000)
+    finally:
+        manager.shutdown(timeout_millis=2000)
+    assert len(keep.spans) == count, len(keep.spans)
+    return keep.spans
+
+
+def _red_class(impl: str | None) -> Any:
+    if impl is None:
+        from tenantrace.observe import RedMetrics
+
+        return RedMetrics
+    spec = importlib.util.spec_from_file_location("_bench_red_metrics", Path(impl))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module.RedMetrics
+
+
+def _cpu_ns(call: Callable[[], object], before: Callable[[], object] | None = None) -> int:
+    if before is not None:
+        before()
+    start = time.thread_time_ns()
+    call()
+    return time.thread_time_ns() - start
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument(
+        "--compare", help="also time RedMetrics loaded from this metrics.py, same rounds"
+    )
+    args = parser.parse_args(argv)
+
+    implementations = {"metrics": _red_class(None)}
+    if args.compare:
+        implementations["compared"] = _red_class(args.compare)
+    batches = {
+        "1 tenant": _spans(args.batch, 1, 1),
+        "100x5": _spans(args.batch, 100, 5),
+    }
+    null = _Null()
+    reds = {
+        (impl, name): red_class(prometheus_port=0)
+        for impl, red_class in implementations.items()
+        for name in batches
+    }
+    pipeline = ExportPipeline(
+        _Null(), BatchExportConfig(use_sync_export=True, max_export_batch_size=args.batch)
+    )
+
+    def clear(red: Any) -> Callable[[], None]:
+        return red._remembered.clear  # type: ignore[no-any-return]
+
+    cases: dict[str, tuple[Callable[[], object], Callable[[], object] | None]] = {}
+    for name, batch in batches.items():
+        owners = [str(span.resource.attributes.get("tenant.id", "")) for span in batch]
+        for impl in implementations:
+            red = reds[impl, name]
+            exporter = red.wrap(null)
+            cases[f"{impl} {name}"] = (lambda e=exporter, b=batch: e.export(b), clear(red))
+        cases[f"null {name}"] = (lambda b=batch: null.export(b), None)
+        # The floor of any implementation keeping the SDK histogram: one record() per span.
+        histogram = reds["metrics", name]._duration
+        attributes = {"tenant_id": "tenant-0", "operation": "op-0", "span_kind": "server"}
+        seconds = [(span.end_time - span.start_time) / 1e9 for span in batch]
+        cases[f"record {name}"] = (
+            lambda h=histogram, a=attributes, s=seconds: [h.record(v, a) for v in s],
+            None,
+        )
+        cases[f"pipeline {name}"] = (
+            lambda b=batch, o=owners: pipeline._export_batch(list(b), list(o)),
+            None,
+        )
+    for call, before in cases.values():  # warm-up: series created, code specialised
+        for _ in range(5):
+            _cpu_ns(call, before)
+
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    order = list(cases)
+    gc.disable()
+    try:
+        for _ in range(args.rounds):
+            random.shuffle(order)
+            for name in order:
+                call, before = cases[name]
+                times[name].append(_cpu_ns(call, before) / args.batch / 1000)
+            gc.collect()
+    finally:
+        gc.enable()
+
+    def quartiles(values: list[float]) -> tuple[float, float, float]:
+        q = statistics.quantiles(values, n=4)
+        return q[0], statistics.median(values), q[2]
+
+    print(f"{args.rounds} rounds, batches of {args.batch} spans, us of thread CPU per span")
+    for name in batches:
+        plow, pmid, phigh = quartiles(times[f"pipeline {name}"])
+        floor = statistics.median(times[f"record {name}"])
+        print(
+            f"{name:>9}: export step {pmid:6.2f} us/span ({plow:.2f}-{phigh:.2f}); "
+            f"histogram record() alone {floor:5.2f} us/span"
+        )
+        for impl in implementations:
+            nulls = times[f"null {name}"]
+            added = [m - n for m, n in zip(times[f"{impl} {name}"], nulls, strict=True)]
+            low, mid, high = quartiles(added)
+            source = "tenantrace.observe" if impl == "metrics" else args.compare
+            print(
+                f"{'':>11}RedMetrics ({source}): {mid:6.2f} us/span ({low:.2f}-{high:.2f}), "
+                f"{mid / pmid:5.1%} of the export step"
+            )
+    for red in reds.values():
+        red.shutdown()
+    pipeline.shutdown()
+
+
+if __name__ == "__main__":
+    main()
