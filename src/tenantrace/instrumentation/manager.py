@@ -1,5 +1,9 @@
 """``TelemetryManager``: the tenant-aware tracer registry and its process-wide instance.
 
+The process-wide instance lives in ``_global_manager`` (re-exported here), the
+stats and health check in ``_manager_stats``, the cold parts of building and of
+starting a span in ``_manager_build`` and ``_span_checks``.
+
 Data flow of one span: resolve the tenant (explicit > ``tenant_scope()`` /
 trusted carrier > default), take that tenant's provider from the LRU (a dict hit
 in the common case), start the span on its tracer; on end the span goes to the
@@ -9,25 +13,43 @@ span, is counted, and is logged once.
 
 from __future__ import annotations
 
-import importlib
 import logging
-import os
 import threading
-import uuid
-import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler, _get_from_env_or_default
 from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind, Tracer
 from opentelemetry.util.types import AttributeValue
 
+from tenantrace.instrumentation import _global_manager
+from tenantrace.instrumentation._global_manager import (
+    _reset_for_tests,  # noqa: F401 - re-exported: the pytest plugin's reset, as before
+    get_telemetry_manager,
+    init_telemetry,
+    install_manager,
+    on_install_global,
+)
+from tenantrace.instrumentation._global_manager import (
+    level_gate as level_gate,  # noqa: PLC0414 - re-exported for tenantrace.layers.decorators
+)
+from tenantrace.instrumentation._manager_build import (
+    base_resource,
+    register_fork_hook,
+    with_scrubbing,
+)
+from tenantrace.instrumentation._manager_stats import manager_health, manager_stats
+from tenantrace.instrumentation._span_checks import (
+    converted_span_name,
+    refuse_span_attributes,
+)
+from tenantrace.instrumentation._span_checks import (
+    instrumentation_suppressed as instrumentation_suppressed,  # noqa: PLC0414 - re-exported for the layers
+)
 from tenantrace.instrumentation.config import TelemetryConfig, TelemetryLevel
 from tenantrace.instrumentation.exporters import NullSpanExporter, build_exporter
 from tenantrace.instrumentation.providers import TenantRegistry, TenantTracerProvider
@@ -49,29 +71,6 @@ __all__ = [
 _logger = logging.getLogger(__name__)
 
 INSTRUMENTATION_SCOPE: Final = "tenantrace"
-# The keys opentelemetry-instrumentation's suppress_instrumentation() sets.
-_SUPPRESS_KEYS: Final = (
-    getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", "suppress_instrumentation"),
-    "suppress_instrumentation",
-)
-
-
-def _with_scrubbing(
-    scrubber: SpanTransform | None, transform: SpanTransform | None
-) -> SpanTransform | None:
-    if scrubber is None or transform is None:
-        return scrubber or transform
-
-    def scrub_then_transform(span: ReadableSpan) -> ReadableSpan:
-        return transform(scrubber(span))
-
-    return scrub_then_transform
-
-
-def instrumentation_suppressed(ctx: Context | None = None) -> bool:
-    """True inside ``opentelemetry.instrumentation.utils.suppress_instrumentation()``."""
-    current = otel_context.get_current() if ctx is None else ctx
-    return bool(current.get(_SUPPRESS_KEYS[0]) or current.get(_SUPPRESS_KEYS[1]))
 
 
 class TelemetryManager:
@@ -107,20 +106,12 @@ class TelemetryManager:
         # milliseconds to compile, paid when a manager is made, not at import.
         from tenantrace.export.scrubbing import Scrubber
 
-        self._span_transform = _with_scrubbing(Scrubber.from_config(self.config), span_transform)
+        self._span_transform = with_scrubbing(Scrubber.from_config(self.config), span_transform)
         self._explicit_exporter = exporter
         self._is_shutdown = False
         if self.config.enabled and self.config.level is not TelemetryLevel.DISABLED:
             self._build_pipeline()
-        if hasattr(os, "register_at_fork"):
-            ref = weakref.WeakMethod(self._after_fork_in_child)
-
-            def _after_fork() -> None:
-                method = ref()
-                if method is not None:
-                    method()
-
-            os.register_at_fork(after_in_child=_after_fork)
+        register_fork_hook(self._after_fork_in_child)
 
     # ------------------------------------------------------------ building
 
@@ -136,7 +127,7 @@ class TelemetryManager:
             )
             self._stats_pipeline = self._pipeline
             self._registry = TenantRegistry(
-                self.config, self._pipeline, self._sampler, self._base_resource()
+                self.config, self._pipeline, self._sampler, base_resource(self.config)
             )
         except Exception as exc:
             self.failed_initializations += 1
@@ -147,24 +138,12 @@ class TelemetryManager:
                 exc,
             )
 
-    def _base_resource(self) -> Resource:
-        attributes: dict[str, AttributeValue] = {
-            "service.name": self.config.service_name,
-            "service.instance.id": str(uuid.uuid4()),
-            "deployment.environment": self.config.environment,
-            "deployment.environment.name": self.config.environment,
-        }
-        attributes.update(self.config.resource_attributes)
-        # Resource.create adds the SDK attributes and OTEL_RESOURCE_ATTRIBUTES;
-        # the explicit config wins over the environment.
-        return Resource.create({}).merge(Resource(attributes))
-
     def _after_fork_in_child(self) -> None:
         # A forked worker is a new process: new service.instance.id, fresh
         # providers (their Resources name the old instance), its own counters.
         if self._registry is not None and self._pipeline is not None:
             self._registry = TenantRegistry(
-                self.config, self._pipeline, self._sampler, self._base_resource()
+                self.config, self._pipeline, self._sampler, base_resource(self.config)
             )
         self._stats_lock = threading.Lock()
 
@@ -249,31 +228,6 @@ class TelemetryManager:
 
     # ---------------------------------------------------------------- spans
 
-    def _span_name(self, name: object) -> str:
-        """A span name that is not a string: its ``str()``, counted; never raises."""
-        self.count("span_names_converted")
-        try:
-            text = str(name)
-        except Exception:  # a __str__ that raises, an int past the digit limit
-            text = f"<unprintable {type(name).__name__}>"
-        self.warn_once(
-            "span-name",
-            "tenantrace: a span name of type %s was converted to a string; "
-            "further conversions are only counted (span_names_converted)",
-            type(name).__qualname__,
-        )
-        return text
-
-    def _span_attributes(self, attributes: object) -> None:
-        """Attributes that are not a mapping: the span starts without them, counted."""
-        self.count("span_attributes_refused")
-        self.warn_once(
-            "span-attributes",
-            "tenantrace: span attributes of type %s are not a mapping and were left out; "
-            "further ones are only counted (span_attributes_refused)",
-            type(attributes).__qualname__,
-        )
-
     def start_span(
         self,
         name: str,
@@ -310,13 +264,13 @@ class TelemetryManager:
         """Never raise into user code over a name or attributes of the wrong type: a
         name becomes its ``str()``, attributes that are not a mapping are left out."""
         if not isinstance(name, str):
-            name = self._span_name(name)
+            name = converted_span_name(self, name)
         if (
             attributes is not None
             and type(attributes) is not dict
             and not isinstance(attributes, Mapping)
         ):
-            self._span_attributes(attributes)
+            refuse_span_attributes(self, attributes)
             attributes = None
         return name, attributes
 
@@ -449,8 +403,9 @@ class TelemetryManager:
         """Flush and stop the pipeline; later spans are no-ops."""
         self._is_shutdown = True
         pipeline, self._pipeline, self._registry = self._pipeline, None, None
-        if self is _manager:
-            _publish_gates(self)  # closes every gate: decorated calls go straight through
+        if self is _global_manager._manager:
+            # Closes every gate: decorated calls go straight through.
+            _global_manager._publish_gates(self)
         if pipeline is None:
             return True
         try:
@@ -467,43 +422,7 @@ class TelemetryManager:
         After ``shutdown()`` the pipeline's counters keep their final values
         (``enabled`` is False, ``export_threads`` 0).
         """
-        registry = self._registry
-        pipeline = self._pipeline if self._pipeline is not None else self._stats_pipeline
-        pstats = pipeline.stats if pipeline is not None else None
-        stats: dict[str, Any] = {
-            "enabled": self.enabled,
-            "level": self.config.level.value,
-            "exporter": self.exporter_name,
-            "sync_export": self.config.batch_config.use_sync_export,
-            "cache_hits": registry.hits if registry else 0,
-            "cache_misses": registry.misses if registry else 0,
-            "cached_tenants": len(registry) if registry else 0,
-            "max_cached_tenants": self.config.max_cached_tenants,
-            "evictions": registry.evictions if registry else 0,
-            "providers_created": registry.providers_created if registry else 0,
-            "failed_initializations": self.failed_initializations,
-            "rejected_tenants": self.rejected_tenants,
-            "spans_started": self.spans_started,
-            "spans_ended": pstats.spans_ended if pstats else 0,
-            "exported_spans": pstats.exported_spans if pstats else 0,
-            "dropped_spans": pstats.dropped_spans if pstats else 0,
-            "dropped_spans_by_tenant": dict(pstats.dropped_by_tenant) if pstats else {},
-            "export_failures": pstats.export_failures if pstats else 0,
-            "failed_export_spans": pstats.failed_spans if pstats else 0,
-            "repaired_spans": pstats.repaired_spans if pstats else 0,
-            "unexportable_spans": pstats.unexportable_spans if pstats else 0,
-            "transform_failures": pstats.transform_failures if pstats else 0,
-            "skipped_spans": pstats.skipped_spans if pstats else 0,
-            "export_paused": pipeline.breaker.is_open if pipeline else False,
-            "queued_spans": pipeline.queued if pipeline else 0,
-            "export_threads": 0
-            if self._pipeline is None or self.config.batch_config.use_sync_export
-            else 1,
-        }
-        stats.update(_transport_stats(self._exporter))
-        with self._stats_lock:
-            stats.update(self.extra_counters)
-        return stats
+        return manager_stats(self)
 
     def health(self, timeout_millis: int = 5000) -> dict[str, Any]:
         """The seed's health check: a test span flushed through the real pipeline.
@@ -516,173 +435,4 @@ class TelemetryManager:
         after the check, so it counts the test span's outcome (except an export
         still under way when the timeout ran out: it is counted when it ends).
         """
-        base = {
-            "otlp_endpoint": self.config.otlp_endpoint,
-            "exporter": self.config.effective_exporter,
-        }
-        if not self.config.enabled or self.config.level is TelemetryLevel.DISABLED:
-            return {"status": "disabled", **base, "stats": self.get_stats()}
-        pipeline = self._pipeline
-        error = None
-        if self._is_shutdown:
-            error = "telemetry is shut down"
-        elif self._registry is None or pipeline is None:
-            error = "telemetry could not be initialised"
-        elif not pipeline.worker_alive:
-            error = "export thread is not running"
-        if error is not None or pipeline is None:
-            return {"status": "unhealthy", **base, "error": error, "stats": self.get_stats()}
-        error = self._check_export(pipeline, timeout_millis)
-        report: dict[str, Any] = {"status": "healthy" if error is None else "degraded", **base}
-        if error is not None:
-            report["error"] = error
-        report["stats"] = self.get_stats()
-        return report
-
-    def _check_export(self, pipeline: ExportPipeline, timeout_millis: int) -> str | None:
-        """Send one test span (tenant ``system``); None if it was exported, else why not."""
-        stats = pipeline.stats
-        failures, skipped = stats.export_failures, stats.skipped_spans
-        dropped = stats.dropped_by_tenant.get("system", 0)
-        with self.span("health_check", tenant_id="system"):
-            pass
-        # Waits for the test span's export without consuming force_flush()'s report
-        # (in sync mode the span was exported, or skipped, as it ended).
-        in_time = pipeline.drain(timeout_millis)
-        if stats.skipped_spans != skipped:
-            return (
-                "exports are paused after a failed export (circuit breaker, "
-                f"{pipeline.breaker.interval_s:g} s); the test span was skipped"
-            )
-        if stats.export_failures != failures:
-            return "the export of the test span failed"
-        if stats.dropped_by_tenant.get("system", 0) != dropped:
-            return "the test span was dropped"
-        if not in_time:
-            return f"the test span was not exported within {timeout_millis} ms"
-        return None
-
-
-def _transport_stats(exporter: SpanExporter | None) -> dict[str, int]:
-    """The OTLP transport's counters (requests, retries, bytes...), when it keeps any."""
-    inner = getattr(exporter, "wrapped", exporter)  # the per-process wrapper's exporter
-    stats = getattr(inner, "stats", None)
-    if not callable(stats):
-        return {}
-    try:
-        found = stats()
-    except Exception:  # a counter must never break get_stats()
-        return {}
-    return dict(found) if isinstance(found, dict) else {}
-
-
-_manager: TelemetryManager | None = None
-_manager_lock = threading.Lock()
-
-# One gate per level for the decorators: a list whose length says whether spans
-# of that level are on for the process-wide manager. wrapt's ``enabled=`` takes
-# the list's C ``__len__`` and decides in C, so a gated-off decorated call costs
-# tens of nanoseconds. Gates start open: the first call creates the manager.
-_LEVEL_GATES: Final[dict[TelemetryLevel, list[int]]] = {level: [1] for level in TelemetryLevel}
-_LEVEL_GATES[TelemetryLevel.DISABLED].clear()
-
-
-def level_gate(level: TelemetryLevel) -> Callable[[], int]:
-    """A C-level callable, truthy while spans of ``level`` are on (for wrapt's ``enabled=``)."""
-    return _LEVEL_GATES[level].__len__
-
-
-def _publish_gates(manager: TelemetryManager | None) -> None:
-    for level, gate in _LEVEL_GATES.items():
-        if level is TelemetryLevel.DISABLED:
-            continue
-        gate[:] = [1] if manager is None or manager.is_enabled_for(level) else []
-
-
-def get_telemetry_manager() -> TelemetryManager:
-    """The process-wide manager, created on first use from the environment."""
-    manager = _manager
-    if manager is not None:
-        return manager
-    return _create_manager(None, None)
-
-
-def _create_manager(config: TelemetryConfig | None, sampler: Sampler | None) -> TelemetryManager:
-    global _manager  # noqa: PLW0603 - the one process-wide manager, swapped under a lock
-    with _manager_lock:
-        if _manager is not None and config is None and sampler is None:
-            return _manager
-        old = _manager
-        _manager = TelemetryManager(config, sampler)
-        _publish_gates(_manager)
-    if old is not None:
-        old.shutdown(timeout_millis=5000)
-    return _manager
-
-
-def install_manager(manager: TelemetryManager | None) -> TelemetryManager | None:
-    """Make ``manager`` the process-wide one (no shutdown of the old); return the old one.
-
-    For test harnesses (``tenantrace.testing``) and applications that build
-    their own ``TelemetryManager`` and want decorators to use it.
-    """
-    global _manager
-    with _manager_lock:
-        old, _manager = _manager, manager
-        _publish_gates(manager)
-    return old
-
-
-# What init_telemetry(install_global=True) installs besides the routing provider,
-# as "module:function" names: the tenant-aware global propagator lives in
-# tenantrace.propagation, a layer above this one, which the package registers.
-_GLOBAL_INSTALLERS: list[str] = []
-
-
-def on_install_global(installer: str) -> None:
-    """Call ``"module:function"`` whenever ``init_telemetry(install_global=True)`` runs."""
-    if installer not in _GLOBAL_INSTALLERS:
-        _GLOBAL_INSTALLERS.append(installer)
-
-
-def _run_global_installers() -> None:
-    for installer in tuple(_GLOBAL_INSTALLERS):
-        module, _, function = installer.partition(":")
-        try:
-            getattr(importlib.import_module(module), function)()
-        except Exception as exc:
-            _logger.warning("tenantrace: %s failed (%r)", installer, exc)
-
-
-def init_telemetry(
-    config: TelemetryConfig | None = None,
-    sampler: Sampler | None = None,
-    *,
-    install_global: bool = True,
-) -> TelemetryManager:
-    """(Re)create the process-wide manager and route global tracers through it.
-
-    The previous manager, if any, is flushed and shut down. With
-    ``install_global`` a ``TenantRoutingTracerProvider`` becomes the global
-    OpenTelemetry provider (unless another SDK provider is already set), so
-    auto-instrumented libraries are routed by tenant too, and the tenant-aware
-    propagator becomes the global propagator (their extract and inject apply
-    the trust and egress policies).
-    """
-    manager = _create_manager(config or TelemetryConfig.from_env(), sampler)
-    if install_global:
-        from tenantrace.instrumentation.routing import install_routing_provider
-
-        install_routing_provider()
-        _run_global_installers()
-    return manager
-
-
-def _reset_for_tests() -> None:
-    """Shut down and forget the process-wide manager (used by the pytest plugin)."""
-    global _manager
-    with _manager_lock:
-        old, _manager = _manager, None
-        _publish_gates(None)
-    if old is not None:
-        old.shutdown(timeout_millis=2000)
+        return manager_health(self, timeout_millis)
