@@ -31,7 +31,7 @@ from opentelemetry.util.types import Attributes
 
 from tenantrace.instrumentation.config import TelemetryConfig
 from tenantrace.instrumentation.sessions import SESSION_ID, session_attributes, tenant_session_id
-from tenantrace.instrumentation.tenants import TENANT_ID_ATTRIBUTE
+from tenantrace.instrumentation.tenants import TENANT_ID_ATTRIBUTE, span_tenant
 from tenantrace.instrumentation.tracer import BOUNDARY_LINK_ATTRIBUTES, TenantTracer
 
 if TYPE_CHECKING:
@@ -77,14 +77,15 @@ class TenantSpanProcessor(SpanProcessor):
         session = session_attributes(parent_context)
         if session is None:
             return
-        tenant_id = _tenant_of(span)
+        tenant_id = span_tenant(span) or ""
         for key, value in session.items():
             # Phoenix's sessions are global: the tenant's own id keeps them apart.
             exported = tenant_session_id(tenant_id, value) if key == SESSION_ID else value
             span.set_attribute(key, exported)
 
     def on_end(self, span: ReadableSpan) -> None:
-        self._submit(span, _tenant_of(span))
+        # Every span of a tenant's tracer has one (TenantSpan, or its TenantResource).
+        self._submit(span, span_tenant(span) or "")
 
     def shutdown(self) -> None:
         # The pipeline is shared: a provider going away must not stop it.
@@ -92,14 +93,6 @@ class TenantSpanProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
-
-
-def _tenant_of(span: ReadableSpan) -> str:
-    """The tenant of a span started by a tenant's tracer."""
-    tenant = getattr(span, "tenant_id", None)  # TenantSpan
-    if tenant is None:
-        tenant = span.resource.tenant_id  # type: ignore[attr-defined]  # the SDK's span: TenantResource
-    return tenant  # type: ignore[no-any-return]
 
 
 class TenantResource(Resource):

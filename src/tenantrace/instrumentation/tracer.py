@@ -42,7 +42,6 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import (
     EventBase,
     ReadableSpan,
-    SpanLimits,
     SpanProcessor,
     Tracer,
     _Span,
@@ -83,6 +82,8 @@ _FLAGS: Final = {
     for random in (False, True)
 }
 
+_UNSET: Final = trace_api.Status(trace_api.StatusCode.UNSET)  # immutable: the SDK shares one too
+
 
 class TenantSpan(_Span):
     """The SDK's span, with its event and link lists made on first use and no copy at the end."""
@@ -104,17 +105,17 @@ class TenantSpan(_Span):
     ) -> None:
         # The fields of ReadableSpan and Span, as their constructors set them
         # (without the events list, and without building a links list for no links).
-        limits = tracer.span_limits
+        limits = tracer._span_limits
         self._name = name
         self._context = context
         self._kind = kind
         self._instrumentation_info = tracer.instrumentation_info
-        self._instrumentation_scope = tracer.instrumentation_scope
+        self._instrumentation_scope = tracer._instrumentation_scope
         self._parent = parent
         self._start_time = start_time if start_time is not None else time_ns()
         self._end_time = None
         self._resource = tracer.resource
-        self._status = tracer.unset_status
+        self._status = _UNSET
         self._sampler = tracer.sampler
         self._trace_config = None
         self._record_exception = record_exception
@@ -122,7 +123,12 @@ class TenantSpan(_Span):
         self._span_processor = tracer.span_processor
         self._limits = limits
         self._lock = Lock()
-        self._attributes = tracer.new_attributes(attributes)
+        self._attributes = BoundedAttributes(
+            limits.max_span_attributes,
+            attributes,
+            immutable=False,
+            max_value_len=limits.max_span_attribute_length,
+        )
         self._events = ()  # a BoundedList from the first event
         self._links = self._new_links(links) if links else ()
         self._record_end_metrics = None
@@ -166,7 +172,6 @@ class TenantSpan(_Span):
         return copy.deepcopy(self._readable_span(), memo)
 
 
-_UNSET: Final = trace_api.Status(trace_api.StatusCode.UNSET)  # immutable: the SDK shares one too
 _SHARED: dict[str, Any] = {}
 
 
@@ -192,7 +197,6 @@ class TenantTracer(Tracer):
         metrics = getattr(self, "_tracer_metrics", None)
         if type(metrics).__name__ == "NoOpTracerMetrics":
             self._tracer_metrics = _shared("metrics", metrics)
-        self.span_limits: SpanLimits = self._span_limits
         # The SDK's Span.end() calls the processor's _on_ending (SDK >= 1.39) before
         # on_end: called here too when the processor has its own.
         ending = getattr(type(self.span_processor), "_on_ending", None)
@@ -201,28 +205,16 @@ class TenantTracer(Tracer):
             if ending is not None and ending is not getattr(SpanProcessor, "_on_ending", None)
             else None
         )
-        self.instrumentation_scope = self._instrumentation_scope
-        self.unset_status = _UNSET
-        self._attribute_limits = (
-            self._span_limits.max_span_attributes,
-            self._span_limits.max_span_attribute_length,
-        )
         # The span-making fast path reproduces the SDK's start_span for these
         # settings only; anything else takes the SDK's own path.
-        tracer_config = getattr(self, "_tracer_config", None)
-        metrics = getattr(self, "_tracer_metrics", None)
         self._fast = (
             (self.sampler is DEFAULT_ON or self.sampler is ALWAYS_ON)
             and type(self.id_generator) is RandomIdGenerator
-            and (tracer_config is None or tracer_config.is_enabled)
+            and (config is None or config.is_enabled)
             and (metrics is None or type(metrics).__name__ == "NoOpTracerMetrics")
         )
         self._always_on = self.sampler is ALWAYS_ON
         self._random_roots = bool(getattr(self.id_generator, "is_trace_id_random", bool)())
-
-    def new_attributes(self, attributes: Attributes) -> BoundedAttributes:
-        maxlen, max_value_len = self._attribute_limits
-        return BoundedAttributes(maxlen, attributes, immutable=False, max_value_len=max_value_len)
 
     def start_span(  # noqa: PLR0917 - signature fixed by opentelemetry.trace.Tracer
         self,
