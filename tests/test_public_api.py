@@ -78,3 +78,40 @@ def test_a_lazy_name_is_the_subpackages_own() -> None:
 
     assert tenantrace.PhoenixAnalytics is PhoenixAnalytics
     assert tenantrace.trace_function is trace_function
+
+
+SUBPACKAGES = [
+    "tenantrace.instrumentation",
+    "tenantrace.export",
+    "tenantrace.layers",
+    "tenantrace.propagation",
+    "tenantrace.analytics",
+    "tenantrace.observe",
+    "tenantrace.testing",
+]
+
+
+@pytest.mark.parametrize("module_name", SUBPACKAGES)
+def test_every_public_name_of_a_subpackage_is_a_top_level_name(module_name: str) -> None:
+    import importlib
+
+    module = importlib.import_module(module_name)
+    for name in module.__all__:
+        assert name in tenantrace.__all__, f"{module_name}.{name} is not in tenantrace.__all__"
+        assert getattr(tenantrace, name) is getattr(module, name), name
+
+
+def test_the_logs_and_metrics_names_load_lazily() -> None:
+    code = (
+        "import sys, tenantrace; "
+        "print(sorted(m for m in sys.modules if m.startswith(('tenantrace.observe', "
+        "'opentelemetry.sdk.metrics', 'prometheus_client')))); "
+        "from tenantrace import correlate_logs, RedMetrics; "
+        "import tenantrace.observe.logs as logs, tenantrace.observe.metrics as metrics; "
+        "print(correlate_logs is logs.correlate_logs, RedMetrics is metrics.RedMetrics)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out[0] == "[]", out
+    assert out[1] == "True True", out
