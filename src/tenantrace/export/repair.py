@@ -24,6 +24,7 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.util.types import Attributes
 
 from tenantrace.export._ended import ended_attributes
+from tenantrace.export._scrub_rebuild import rebuilt_span
 from tenantrace.export.sizing import (
     _EVENT,
     _INT64,
@@ -287,19 +288,8 @@ def _trimmed(span: ReadableSpan, budget: int) -> ReadableSpan:
     status = span.status
     if status.description:
         status = Status(status.status_code, description)
-    return ReadableSpan(
-        name=name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=attributes,
-        events=events,
-        links=links,
-        kind=span.kind,
-        status=status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
+    return rebuilt_span(
+        span, name=name, attributes=attributes, events=events, links=links, status=status
     )
 
 

@@ -77,6 +77,7 @@ from tenantrace.export._scrub_keys import (
     classify,
     is_secret_key,
 )
+from tenantrace.export._scrub_rebuild import rebuilt_span
 from tenantrace.export.secrets import (
     redact_db_error,
     redact_query,
@@ -355,17 +356,10 @@ class Scrubber:
         for link, scrubbed in zip(span.links, links, strict=True):
             new_links.append(link if scrubbed is None else Link(link.context, scrubbed))
         new_links.dropped = span.dropped_links
-        return ReadableSpan(
-            name=span.name,
-            context=span.context,
-            parent=span.parent,
-            resource=span.resource,
+        return rebuilt_span(
+            span,
             attributes=attributes if attributes is not None else span.attributes,
             events=new_events,
             links=new_links,
-            kind=span.kind,
             status=status,
-            start_time=span.start_time,
-            end_time=span.end_time,
-            instrumentation_scope=span.instrumentation_scope,
         )
