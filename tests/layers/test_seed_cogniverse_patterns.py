@@ -11,14 +11,13 @@ under their own project.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent import futures
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
 
 import pytest
 from opentelemetry.trace import Status, StatusCode
 
+from otlp_receivers import GrpcReceiver, decode_attributes, spans_of
 from tenantrace import (
     BatchExportConfig,
     TelemetryConfig,
@@ -231,59 +230,33 @@ def test_pattern_3_error_handling(spans: SpanCapture) -> None:
 # --------------------------------------------------- Pattern 4: Multi-Tenant Testing
 
 
-class _TraceReceiver:
-    """A real OTLP/gRPC trace receiver: the ``localhost:4317`` the sample exports to."""
-
-    def __init__(self) -> None:
-        import grpc
-        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-
-        self.requests: list[Any] = []
-        receiver = self
-
-        class Service(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
-            def Export(self, request: Any, context: Any) -> Any:
-                receiver.requests.append(request)
-                return trace_service_pb2.ExportTraceServiceResponse()
-
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), self.server)
-        try:
-            port = self.server.add_insecure_port("127.0.0.1:4317")
-        except RuntimeError:
-            port = 0
-        if port != 4317:
-            pytest.skip("localhost:4317 is taken by another OTLP receiver")
-        self.server.start()
-
-    def projects(self) -> dict[str, list[str]]:
-        """Span ``tenant.data`` values by the project of the Resource they arrived under."""
-        found: dict[str, list[str]] = {}
-        for request in self.requests:
-            for resource_spans in request.resource_spans:
-                attributes = {
-                    a.key: a.value.string_value for a in resource_spans.resource.attributes
-                }
-                project = attributes["openinference.project.name"]
-                for scope_spans in resource_spans.scope_spans:
-                    for span in scope_spans.spans:
-                        data = {a.key: a.value.string_value for a in span.attributes}
-                        found.setdefault(project, []).append(data["tenant.data"])
-        return found
-
-    def stop(self) -> None:
-        self.server.stop(grace=None)
+def _projects(receiver: GrpcReceiver) -> dict[str, list[str]]:
+    """Span ``tenant.data`` values by the project of the Resource they arrived under."""
+    found: dict[str, list[str]] = {}
+    for request in receiver.received():
+        for resource, span in spans_of(request):
+            data = decode_attributes(span.attributes)
+            found.setdefault(resource["openinference.project.name"], []).append(data["tenant.data"])
+    return found
 
 
 @pytest.fixture
-def receiver() -> Iterator[_TraceReceiver]:
-    found = _TraceReceiver()
+def receiver() -> Iterator[GrpcReceiver]:
+    """The shared real OTLP/gRPC receiver, on the ``localhost:4317`` the sample exports to."""
+    try:
+        found = GrpcReceiver(4317, max_workers=2)
+    except RuntimeError:  # grpcio raises when it cannot bind the port
+        found = None
+    if found is None or found.port != 4317:  # older grpcio answers port 0 instead
+        if found is not None:
+            found.stop()
+        pytest.skip("localhost:4317 is taken by another OTLP receiver")
     yield found
     found.stop()
 
 
 @pytest.fixture
-def telemetry_manager(receiver: _TraceReceiver) -> Iterator[TelemetryManager]:
+def telemetry_manager(receiver: GrpcReceiver) -> Iterator[TelemetryManager]:
     config = TelemetryConfig(
         enabled=True,
         otlp_enabled=True,
@@ -296,7 +269,7 @@ def telemetry_manager(receiver: _TraceReceiver) -> Iterator[TelemetryManager]:
 
 
 def test_multi_tenant_isolation(
-    telemetry_manager: TelemetryManager, receiver: _TraceReceiver
+    telemetry_manager: TelemetryManager, receiver: GrpcReceiver
 ) -> None:
     # Tenant A
     with telemetry_manager.span("test_operation", tenant_id="tenant-a") as span:
@@ -311,7 +284,7 @@ def test_multi_tenant_isolation(
 
     # Verify spans are in separate Phoenix projects
     # (would query Phoenix API to verify isolation)
-    assert receiver.projects() == {
+    assert _projects(receiver) == {
         "cogniverse-tenant~a": ["sensitive-a"],
         "cogniverse-tenant~b": ["sensitive-b"],
     }
