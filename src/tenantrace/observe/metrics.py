@@ -1,6 +1,6 @@
 """Per-tenant RED metrics derived from ended spans, on the export path.
 
-``RedMetrics`` keeps three OpenTelemetry instruments (metrics SDK):
+``RedMetrics`` exports three metrics:
 
 - ``tenantrace.requests`` (counter; Prometheus ``tenantrace_requests_total``),
 - ``tenantrace.errors`` (counter of spans whose status is ERROR;
@@ -14,29 +14,49 @@ exported over OTLP/gRPC (``otlp_endpoint``: a periodic reader) and served to
 Prometheus (``prometheus_port``: an HTTP endpoint of its own registry).
 
 Where they are computed: ``RedMetrics.wrap(exporter)`` returns a span
-exporter that records every span it is given, once, then passes the batch
+exporter that counts every span it is given, once, then passes the batch
 on. Given to ``TelemetryManager(config, exporter=...)`` it runs on the one
 export thread, so the code that ends a span pays nothing. (A span the pipeline
 drops before export, on a full queue, is not counted: ``dropped_spans`` counts
 it. In sync mode the export, and so the count, runs on the span's thread.)
 
+How: the counts, sums and bucket counts are kept per series by tenantrace
+(``_red_aggregate``: per batch only C-level work per span) and handed to the
+readers as ready data points (``_red_producer``), the same points the SDK's
+instruments would make. With a ``meter_provider`` of the caller's, whose
+readers cannot be given points, the SDK's instruments are used (``_red_sdk``).
+
 Cardinality is bounded: the first ``max_tenants`` tenants seen keep their id,
 later ones are counted as ``other``; the same for operations
-(``max_operations``, across tenants). The series of one instrument are at most
-``(max_tenants + 1) x (max_operations + 1) x 5``; the SDK's own limit per
-instrument is set above that so it never clips first.
+(``max_operations``, across tenants). The series of one metric are at most
+``(max_tenants + 1) x (max_operations + 1) x 5``.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Collection, Sequence
+from itertools import repeat
+from operator import attrgetter
 from typing import Any, Final
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanKind
+
+from tenantrace.observe._red_aggregate import (
+    DURATION_BUCKETS_S,
+    OTHER,
+    CardinalityLimiter,
+    SeriesAggregator,
+)
+from tenantrace.observe._red_producer import DURATION as _DURATION
+from tenantrace.observe._red_producer import ERRORS as _ERRORS
+from tenantrace.observe._red_producer import REQUESTS as _REQUESTS
+from tenantrace.observe._red_producer import RedProducer
+from tenantrace.observe._red_sdk import SdkRecorder
 
 __all__ = [
     "DURATION_BUCKETS_S",
@@ -46,69 +66,18 @@ __all__ = [
     "RedMetricsExporter",
 ]
 
-OTHER: Final = "other"
-REQUESTS: Final = "tenantrace.requests"
-ERRORS: Final = "tenantrace.errors"
-DURATION: Final = "tenantrace.request.duration"
-DURATION_BUCKETS_S: Final = (
-    0.001,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
-_KINDS: Final = {kind: kind.name.lower() for kind in SpanKind}
-# Spans already counted, by (trace id, span id): the pipeline may hand the same
-# span to the exporter again (a request narrowed down after a content failure).
+REQUESTS: Final = _REQUESTS[0]
+ERRORS: Final = _ERRORS[0]
+DURATION: Final = _DURATION[0]
+_KIND_COUNT: Final = len(SpanKind)
+# Spans already counted by ``record_once``, by (trace id, span id).
 _MAX_REMEMBERED: Final = 65_536
-
-
-class CardinalityLimiter:
-    """The first ``limit`` distinct values pass; later ones become ``other``."""
-
-    def __init__(self, limit: int, other: str = OTHER) -> None:
-        if limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
-        self.limit = limit
-        self.other = other
-        self._seen: set[str] = set()
-        self._lock = threading.Lock()
-        self.folded = 0  # values seen past the limit (counted once each time they arrive)
-
-    def __call__(self, value: str) -> str:
-        return self.fold(value, 1)
-
-    def fold(self, value: str, count: int = 1) -> str:
-        """``value`` or ``other``; ``count`` arrivals of it (spans) are counted as folded."""
-        if value in self._seen:
-            return value
-        with self._lock:
-            if value in self._seen:
-                return value
-            if len(self._seen) < self.limit:
-                self._seen.add(value)
-                return value
-            self.folded += count
-            return self.other
-
-    def __len__(self) -> int:
-        return len(self._seen)
-
-
-def _tenant_of(span: ReadableSpan) -> str:
-    resource = span.resource
-    tenant = getattr(resource, "tenant_id", None)
-    if isinstance(tenant, str):
-        return tenant
-    value = resource.attributes.get("tenant.id") if resource is not None else None
-    return value if isinstance(value, str) else "unknown"
+# The exporter path marks each span it counted in the span's own ``__dict__``
+# (one attribute per RedMetrics): the pipeline re-sends the same span objects
+# when it narrows a failed request (export/_delivery.py), so the mark is on
+# whatever comes back, costs no lookup table, and lives as long as the span.
+_DICT: Final = attrgetter("__dict__")
+_MARKS: Final = itertools.count()
 
 
 class RedMetrics:
@@ -135,18 +104,16 @@ class RedMetrics:
 
         self.tenants = CardinalityLimiter(max_tenants)
         self.operations = CardinalityLimiter(max_operations)
-        self.max_series = (max_tenants + 1) * (max_operations + 1) * len(_KINDS)
-        self._kinds = None if span_kinds is None else frozenset(span_kinds)
+        self.max_series = (max_tenants + 1) * (max_operations + 1) * _KIND_COUNT
+        kinds = None if span_kinds is None else frozenset(span_kinds)
         self._readers: list[Any] = []
         self._http: Any = None
         self.prometheus_port: int | None = None
         self.registry: Any = None
         self._remembered: OrderedDict[tuple[int, int], None] = OrderedDict()
         self._lock = threading.Lock()
-        # One attributes dict per series (labels already folded: bounded by max_series);
-        # the SDK copies what it keeps, so the same dict serves every measurement.
-        self._attributes: dict[tuple[str, str, str], dict[str, str]] = {}
-        self.spans_recorded = 0
+        self._mark = f"_tenantrace_red_{next(_MARKS)}"
+        self._next_stamp = 0
         if prometheus_port is not None:
             self._readers.append(self._prometheus_reader(prometheus_port, prometheus_host))
         if otlp_endpoint is not None:
@@ -163,6 +130,8 @@ class RedMetrics:
                 )
             )
         self._owns_provider = meter_provider is None
+        self._aggregator = SeriesAggregator(self.tenants, self.operations, buckets_s, kinds)
+        attached = False
         if meter_provider is None:
             resource = Resource.create(
                 {"service.name": "tenantrace-red-metrics", **(resource_attributes or {})}
@@ -170,24 +139,28 @@ class RedMetrics:
             meter_provider = MeterProvider(
                 resource=resource,
                 metric_readers=self._readers,
-                views=[
+                views=[  # for the SDK instruments, when they are used
                     View(
                         instrument_name=DURATION,
                         aggregation=ExplicitBucketHistogramAggregation(tuple(buckets_s)),
                     )
                 ],
             )
+            producer = RedProducer(self._aggregator, resource, buckets_s)
+            attached = all([producer.attach(reader) for reader in self._readers])
         self.meter_provider = meter_provider
-        meter = meter_provider.get_meter("tenantrace.observe.metrics")
-        self._requests = meter.create_counter(
-            REQUESTS, unit="{request}", description="Spans ended, by tenant, operation and kind"
+        # The SDK instruments: a provider of the caller's, or an SDK whose readers
+        # have no collect callback to add our points to.
+        self._sdk: SdkRecorder | None = (
+            None if attached else SdkRecorder(meter_provider, self.tenants, self.operations, kinds)
         )
-        self._errors = meter.create_counter(
-            ERRORS, unit="{error}", description="Spans ended with status ERROR"
-        )
-        self._duration = meter.create_histogram(
-            DURATION, unit="s", description="Span duration, seconds"
-        )
+
+    @property
+    def spans_recorded(self) -> int:
+        """Spans counted (a span of a kind not in ``span_kinds`` is not)."""
+        if self._sdk is not None:
+            return self._sdk.spans_recorded
+        return self._aggregator.spans_recorded
 
     # ------------------------------------------------------------------ readers
 
@@ -221,20 +194,63 @@ class RedMetrics:
 
     def record(self, span: ReadableSpan) -> None:
         """Count one ended span (call on the export thread); never raises."""
-        self._record_batch((span,))
+        self._count((span,))
 
     def record_once(self, spans: Sequence[ReadableSpan]) -> None:
-        """``record`` each span not recorded before (by trace and span id; bounded memory).
-
-        The batch is checked against the spans already counted under one lock,
-        then aggregated by series (see ``_record_batch``); never raises.
-        """
+        """Count each span of ``spans`` not counted by ``record_once`` before (by trace
+        and span id, the last 65,536 remembered); never raises."""
         try:
             fresh = self._fresh(spans)
         except Exception:  # metrics must never cost a span its export
             return
         if fresh:
-            self._record_batch(fresh)
+            self._count(fresh)
+
+    def record_exported(self, spans: Sequence[ReadableSpan]) -> None:
+        """Count each span of ``spans`` this RedMetrics has not counted here before
+        (a mark on the span object: see ``_DICT``); never raises."""
+        try:
+            fresh = self._unmarked(spans)
+        except Exception:  # metrics must never cost a span its export
+            return
+        if fresh:
+            self._count(fresh)
+
+    def _count(self, spans: Sequence[ReadableSpan]) -> None:
+        try:
+            if self._sdk is not None:
+                self._sdk.record(spans)
+            else:
+                self._aggregator.add(spans)
+        except Exception:  # metrics must never cost a span its export
+            return
+
+    def _unmarked(self, spans: Sequence[ReadableSpan]) -> Sequence[ReadableSpan]:
+        """The spans not marked yet, now marked. Each gets its own stamp: a span whose
+        mark is not the stamp just offered was counted before (or earlier in ``spans``)."""
+        with self._lock:
+            first = self._next_stamp
+            self._next_stamp += len(spans)
+        stamps = range(first, first + len(spans))
+        try:
+            found = list(map(dict.setdefault, map(_DICT, spans), repeat(self._mark), stamps))
+        except Exception:  # a span without a __dict__: span by span
+            return [
+                span
+                for span, stamp in zip(spans, stamps, strict=True)
+                if self._mark_one(span, stamp)
+            ]
+        if found == list(stamps):  # the common case: all new, no Python loop
+            return spans
+        return [
+            span for span, stamp, mark in zip(spans, stamps, found, strict=True) if mark == stamp
+        ]
+
+    def _mark_one(self, span: ReadableSpan, stamp: int) -> bool:
+        try:
+            return bool(span.__dict__.setdefault(self._mark, stamp) == stamp)
+        except Exception:  # no __dict__ (or not a span): remembered by ids instead
+            return bool(self._fresh((span,)))
 
     def _fresh(self, spans: Sequence[ReadableSpan]) -> list[ReadableSpan]:
         """The spans of ``spans`` not counted before, now remembered (one lock per batch)."""
@@ -256,86 +272,6 @@ class RedMetrics:
                     remembered.popitem(last=False)
         return fresh
 
-    def _record_batch(self, spans: Sequence[ReadableSpan]) -> None:
-        """Count ``spans`` (already deduplicated): grouped by series first, then one
-        ``add`` per series and counter, one histogram ``record`` per span; never raises.
-        """
-        raw = self._group(spans)
-        if not raw:
-            return
-        try:
-            series = self._fold(raw)
-            attributes_of = self._attributes
-            requests, errors, record = self._requests.add, self._errors.add, self._duration.record
-            for labels, (count, failures, durations) in series.items():
-                attributes = attributes_of.get(labels)
-                if attributes is None:
-                    attributes = attributes_of[labels] = {
-                        "tenant_id": labels[0],
-                        "operation": labels[1],
-                        "span_kind": labels[2],
-                    }
-                requests(count, attributes)
-                if failures:
-                    errors(failures, attributes)
-                for seconds in durations:  # the SDK's histogram takes one value per call
-                    record(seconds, attributes)
-                self.spans_recorded += count
-        except Exception:  # metrics must never cost a span its export
-            return
-
-    def _group(self, spans: Sequence[ReadableSpan]) -> dict[tuple[str, str, SpanKind], list[Any]]:
-        """(tenant, operation, kind) as the spans carry them -> [spans, errors, durations s]."""
-        kinds = self._kinds
-        error = StatusCode.ERROR
-        raw: dict[tuple[str, str, SpanKind], list[Any]] = {}
-        for span in spans:
-            try:
-                kind = span.kind
-                if kinds is not None and kind not in kinds:
-                    continue
-                key = (_tenant_of(span), span.name, kind)
-                failed = span.status.status_code is error
-                start, end = span.start_time, span.end_time
-                group = raw.get(key)
-                if group is None:
-                    group = raw[key] = [0, 0, []]
-                group[0] += 1
-                if failed:
-                    group[1] += 1
-                if start is not None and end is not None and end >= start:
-                    group[2].append((end - start) / 1e9)
-            except Exception:  # a span of an odd shape is not counted; the others are
-                continue
-        return raw
-
-    def _fold(
-        self, raw: dict[tuple[str, str, SpanKind], list[Any]]
-    ) -> dict[tuple[str, str, str], list[Any]]:
-        """The groups by their exported labels (several may fold into one).
-
-        Each distinct tenant and operation goes through its ``CardinalityLimiter``
-        once per group, in the order of first appearance (the same values keep
-        their ids as when counted span by span); ``folded`` still counts spans.
-        """
-        series: dict[tuple[str, str, str], list[Any]] = {}
-        tenants, operations = self.tenants, self.operations
-        for (tenant, operation, kind), group in raw.items():
-            count = group[0]
-            labels = (
-                tenants.fold(tenant, count),
-                operations.fold(operation, count),
-                _KINDS.get(kind, "internal"),
-            )
-            merged = series.get(labels)
-            if merged is None:
-                series[labels] = group
-            else:
-                merged[0] += count
-                merged[1] += group[1]
-                merged[2].extend(group[2])
-        return series
-
     def wrap(self, exporter: SpanExporter) -> RedMetricsExporter:
         """A span exporter that records RED metrics, then exports through ``exporter``."""
         return RedMetricsExporter(self, exporter)
@@ -343,6 +279,7 @@ class RedMetrics:
     # ---------------------------------------------------------------- lifecycle
 
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
+        self._aggregator.flush()
         return bool(self.meter_provider.force_flush(timeout_millis))
 
     def shutdown(self) -> None:
@@ -362,7 +299,7 @@ class RedMetricsExporter(SpanExporter):
         self.exporter = exporter
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.metrics.record_once(spans)
+        self.metrics.record_exported(spans)
         return self.exporter.export(spans)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
