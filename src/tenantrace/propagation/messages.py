@@ -13,11 +13,9 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
-from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
-from tenantrace.instrumentation.manager import get_telemetry_manager
-from tenantrace.propagation.http import extract_trace_context, inject_context
+from tenantrace.propagation.http import extract_trace_context, inject_trace_context
 from tenantrace.propagation.limits import MAX_MESSAGE_CARRIER_CHARS
 from tenantrace.propagation.trust import TrustArg
 
@@ -42,13 +40,8 @@ def propagate_context_to_dict(
     goes only where it allows); without it the policy's ``baggage_without_url``
     decides. Never raises: a message that is not a mapping gives ``{key: carrier}``.
     """
-    try:
-        carrier = inject_context(otel_context.get_current(), url)
-    except Exception as exc:
-        get_telemetry_manager().warn_once(
-            "propagation.inject", "tenantrace: trace context injection failed (%r)", exc
-        )
-        carrier = {}
+    # The same never-raising injection as for HTTP headers (warned once on failure).
+    carrier = inject_trace_context(url=url)
     result: dict[str, Any] = dict(message) if isinstance(message, Mapping) else {}
     result[key] = carrier
     return result
