@@ -12,19 +12,27 @@ import logging
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.duration_pb2 import Duration
+from google.rpc.error_details_pb2 import RetryInfo
 from hypothesis import HealthCheck, given, settings
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from otlp_spans import batches
 from transport_helpers import TcpRelay, compressible_spans, self_signed, tenant_spans
 
-from otlp_receivers import GrpcReceiver
+from otlp_receivers import GrpcReceiver, spans_of
 from tenantrace.export import encode_spans
 from tenantrace.export.grpc import GrpcSpanExporter
 
@@ -433,6 +441,25 @@ def test_shutdown_cancels_a_call_in_flight(receiver: GrpcReceiver, make: Make) -
     assert results == [FAILURE]
 
 
+def test_shutdown_cancels_a_call_on_a_replaced_channel(receiver: GrpcReceiver, make: Make) -> None:
+    # A reconnect leaves the old channel open for the calls still on it; shutdown
+    # must close it too, or such a call would hold the export thread up to its timeout.
+    receiver.hold = threading.Event()
+    exporter = make(receiver.endpoint, timeout=30)
+    results: list[SpanExportResult] = []
+    worker = threading.Thread(target=lambda: results.append(exporter.export(tenant_spans())))
+    worker.start()
+    while receiver.attempts == 0:
+        time.sleep(0.01)
+    exporter._reconnect(exporter._conn)  # as another export's UNAVAILABLE first attempt does
+    started = time.monotonic()
+    exporter.shutdown()
+    worker.join(10)
+    assert not worker.is_alive()
+    assert time.monotonic() - started < 10
+    assert results == [FAILURE]
+
+
 def test_export_never_raises(receiver: GrpcReceiver, make: Make) -> None:
     exporter = make(receiver.endpoint)
     assert exporter.export([object()]) is FAILURE  # type: ignore[list-item]
@@ -472,22 +499,69 @@ def test_concurrent_exports_share_one_channel(receiver: GrpcReceiver, make: Make
     assert (stats["otlp_requests"], stats["otlp_spans_sent"]) == (16, 32)
 
 
-def test_concurrent_exports_survive_reconnects(receiver: GrpcReceiver, make: Make) -> None:
-    # Every first attempt is UNAVAILABLE: each makes the channel anew while the
-    # other threads' calls are still on the old one (CANCELLED, then retried).
-    receiver.fail(16, grpc.StatusCode.UNAVAILABLE, retry_delay_s=0.01)
-    exporter = make(receiver.endpoint)
-    results: list[SpanExportResult] = []
-    threads = [
-        threading.Thread(
-            target=lambda i=i: results.append(exporter.export(tenant_spans((f"t{i}",))))
+class _FirstAttemptUnavailable(GrpcReceiver):
+    """Answers UNAVAILABLE (retry in 10 ms) to the first attempt of each distinct request.
+
+    Which request fails is decided by its content, not by arrival order: a shared
+    queue of failures would let one export's quick retries take several of them
+    when the machine is loaded, and give up after six attempts.
+    """
+
+    def __init__(self) -> None:
+        self.seen: set[bytes] = set()
+        super().__init__()
+
+    def _export(
+        self, received: tuple[bytes, ExportTraceServiceRequest], context: grpc.ServicerContext
+    ) -> ExportTraceServiceResponse:
+        with self._cond:
+            first = received[0] not in self.seen
+            self.seen.add(received[0])
+        if first:
+            delay = RetryInfo(retry_delay=Duration(nanos=10_000_000))
+            context.set_trailing_metadata(
+                (("google.rpc.retryinfo-bin", delay.SerializeToString()),)
+            )
+            context.abort(grpc.StatusCode.UNAVAILABLE, "first attempt")
+        return super()._export(received, context)
+
+
+def test_concurrent_exports_survive_reconnects(make: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each export's first attempt is UNAVAILABLE, which makes the channel anew
+    # while other exports' calls are still on the old one: those calls must end
+    # as the collector answers them, not be cancelled and sent again.
+    receiver = _FirstAttemptUnavailable()
+    try:
+        exporter = make(receiver.endpoint)
+        opened = 0
+        open_channel = exporter._open
+
+        def counted() -> Any:
+            nonlocal opened
+            opened += 1
+            return open_channel()
+
+        monkeypatch.setattr(exporter, "_open", counted)
+        results: list[SpanExportResult] = []
+        together = threading.Barrier(16)
+
+        def export(i: int) -> None:
+            together.wait(10)  # all exports under way at once, however the threads start
+            results.append(exporter.export(tenant_spans((f"t{i}",))))
+
+        threads = [threading.Thread(target=export, args=(i,)) for i in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert results == [SUCCESS] * 16
+        arrived = Counter(
+            resource["tenant.id"] for r in receiver.received() for resource, _ in spans_of(r)
         )
-        for i in range(16)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(20)
-    assert results == [SUCCESS] * 16
-    assert receiver.span_count() == 32  # each batch once
-    assert exporter.stats()["otlp_retries"] >= 1
+        assert arrived == {f"t{i}": 2 for i in range(16)}  # each batch once
+        stats = exporter.stats()
+        # One retry per export: no call was cancelled by another export's reconnect.
+        assert (stats["otlp_requests"], stats["otlp_retries"]) == (32, 16)
+        assert opened >= 1
+    finally:
+        receiver.stop()

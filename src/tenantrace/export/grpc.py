@@ -30,7 +30,10 @@ the standard ``grpc-status-details-bin``); the server's delay is honoured.
 ``OTEL_PYTHON_EXPORTER_OTLP_GRPC_RETRYABLE_ERROR_CODES`` (names, comma
 separated) replaces the list, as for the SDK. After an UNAVAILABLE first
 attempt the channel is made anew, so a restarted collector is reached at once
-rather than after gRPC's reconnect backoff.
+rather than after gRPC's reconnect backoff. The channel it replaces is closed
+when the last call on it returns, not under the calls of other exports: a
+call cancelled after the collector took its request would be retried, and
+its spans would arrive twice.
 """
 
 from __future__ import annotations
@@ -81,6 +84,18 @@ _COMPRESSIONS: Final = {
 HeadersArg = Mapping[str, str] | Sequence[tuple[str, str]] | str | None
 
 
+class _Connection:
+    """A channel, its Export callable, and how many calls are on it now."""
+
+    __slots__ = ("call", "channel", "in_flight", "retired")
+
+    def __init__(self, channel: Any, call: Any) -> None:
+        self.channel = channel
+        self.call = call
+        self.in_flight = 0  # counted under the exporter's lock
+        self.retired = False  # replaced by a reconnect: closed when in_flight is 0
+
+
 class GrpcSpanExporter(OtlpTransportExporter):
     """OTLP/gRPC exporter of ``tenantrace.export.encode_spans`` bytes (see the module)."""
 
@@ -120,8 +135,10 @@ class GrpcSpanExporter(OtlpTransportExporter):
         self._options = tuple(options.items())
         self._retryable = _retryable_codes(retryable_codes)
         self._lock = threading.Lock()
-        # (channel, its Export callable): one attribute, swapped whole on reconnect.
+        # The connection new calls go on: swapped whole on reconnect, under the lock.
         self._conn = self._open()
+        # Replaced connections that still have calls on them: shutdown closes them too.
+        self._retired: set[_Connection] = set()
 
     @property
     def target(self) -> str:
@@ -141,7 +158,7 @@ class GrpcSpanExporter(OtlpTransportExporter):
         """The channel's ``grpc.Compression``."""
         return self._compression
 
-    def _open(self) -> tuple[Any, Any]:
+    def _open(self) -> _Connection:
         if self._insecure:
             channel = grpc.insecure_channel(
                 self._target, options=self._options, compression=self._compression
@@ -158,23 +175,34 @@ class GrpcSpanExporter(OtlpTransportExporter):
             request_serializer=None,  # the request is bytes already
             response_deserializer=ExportTraceServiceResponse.FromString,
         )
-        return channel, call
+        return _Connection(channel, call)
 
     def _send(self, body: bytes, timeout_s: float, attempt: int) -> Attempt:
-        channel, call = self._conn
+        with self._lock:
+            conn = self._conn
+            conn.in_flight += 1
         try:
-            response = call(body, timeout=timeout_s, metadata=self._metadata)
+            response = conn.call(body, timeout=timeout_s, metadata=self._metadata)
         except grpc.RpcError as error:
-            return self._failure(error, channel, attempt)
-        except ValueError:  # "Cannot invoke RPC on closed channel"
+            return self._failure(error, conn, attempt)
+        except ValueError:  # "Cannot invoke RPC on closed channel": only after shutdown
             if self._shutdown:
                 return Attempt(ok=False, reason="the exporter was shut down")
-            if channel is not self._conn[0]:  # another thread reconnected: at once, anew
-                return Attempt(ok=False, retryable=True, delay_s=0.0, reason="reconnecting")
             raise
+        finally:
+            self._call_ended(conn)
         return Attempt(ok=True, response=response)
 
-    def _failure(self, error: Any, channel: Any, attempt: int) -> Attempt:
+    def _call_ended(self, conn: _Connection) -> None:
+        with self._lock:
+            conn.in_flight -= 1
+            last = conn.retired and conn.in_flight == 0
+            if last:
+                self._retired.discard(conn)
+        if last:
+            _close_channel(conn.channel)
+
+    def _failure(self, error: Any, conn: _Connection, attempt: int) -> Attempt:
         code = error.code()
         details = error.details() or ""
         try:
@@ -182,7 +210,7 @@ class GrpcSpanExporter(OtlpTransportExporter):
         except Exception:  # a malformed trailer: the default backoff
             delay = None
         if code == grpc.StatusCode.UNAVAILABLE and attempt == 0 and not self._shutdown:
-            self._reconnect(channel)
+            self._reconnect(conn)
         retryable = code in self._retryable or (
             code == grpc.StatusCode.RESOURCE_EXHAUSTED and delay is not None
         )
@@ -190,21 +218,37 @@ class GrpcSpanExporter(OtlpTransportExporter):
         reason = f"{name}: {details}" if details else name
         return Attempt(ok=False, retryable=retryable, delay_s=delay, reason=reason)
 
-    def _reconnect(self, failed: Any) -> None:
-        """A fresh channel in place of ``failed`` (unless another thread made one)."""
+    def _reconnect(self, failed: _Connection) -> None:
+        """A fresh channel in place of ``failed`` (unless another thread made one).
+
+        ``failed`` is closed once the calls on it have returned (the failing one
+        included): closing it now would cancel other exports' calls, which the
+        collector may have taken already, and their retries would send them twice.
+        """
         with self._lock:
-            if self._conn[0] is not failed or self._shutdown:
+            if self._conn is not failed or self._shutdown:
                 return
             self._conn = self._open()
-        try:
-            failed.close()  # calls still on it end CANCELLED, and are retried
-        except Exception as exc:
-            _logger.debug("tenantrace: closing a gRPC channel: %r", exc)
+            failed.retired = True
+            idle = failed.in_flight == 0
+            if not idle:
+                self._retired.add(failed)
+        if idle:
+            _close_channel(failed.channel)
 
     def _close(self) -> None:
         with self._lock:
-            channel = self._conn[0]
+            channels = [self._conn.channel, *(conn.channel for conn in self._retired)]
+            self._retired.clear()
+        for channel in channels:  # calls still in flight end CANCELLED: shutdown is prompt
+            _close_channel(channel)
+
+
+def _close_channel(channel: Any) -> None:
+    try:
         channel.close()
+    except Exception as exc:
+        _logger.debug("tenantrace: closing a gRPC channel: %r", exc)
 
 
 def retry_delay(metadata: Iterable[tuple[str, Any]] | None) -> float | None:
