@@ -22,6 +22,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 from opentelemetry.trace.span import TraceState
 
 from tenantrace.export import encode_spans
+from tenantrace.instrumentation.providers import TenantResource
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
@@ -183,13 +184,15 @@ def spans(
 
 
 def _copies(resource: Resource) -> list[Resource]:
-    """The resource, an equal copy, and an equal copy with its attributes in reverse
-    order (equal for Resource.__eq__, so the SDK puts them in one ResourceSpans)."""
+    """The resource, an equal copy, an equal copy with its attributes in reverse
+    order (equal for Resource.__eq__, so the SDK puts them in one ResourceSpans), and
+    an equal tenant's Resource (which keeps its encoded entry on itself)."""
     attrs = dict(resource.attributes or {})
     return [
         resource,
         Resource(attrs, resource.schema_url),
         Resource(dict(reversed(list(attrs.items()))), resource.schema_url),
+        TenantResource(Resource(attrs, resource.schema_url), "tenant", "project"),
     ]
 
 

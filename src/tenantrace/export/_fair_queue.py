@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import threading
 import time
-from itertools import repeat
+from itertools import chain, islice, repeat
 from typing import Generic, TypeVar
 
 from tenantrace.export.config import BatchExportConfig
@@ -172,9 +172,13 @@ class FairQueue(Generic[T]):
 
     def _take_batch(self) -> tuple[list[T], list[str]]:
         """Lock held: up to one batch, round-robin over tenants, and each item's tenant."""
+        room = min(self._max_batch, self._size)
+        if self._by_len is None and room and room == self._size:
+            return self._take_all()
+        if self._by_len is None and room and self._size == len(self._queues):
+            return self._take_first_tenants(room)
         batch: list[T] = []
         owners: list[str] = []
-        room = min(self._max_batch, self._size)
         while len(batch) < room:
             share = max(1, (room - len(batch)) // len(self._queues))
             for tenant_id in list(self._queues):
@@ -197,4 +201,24 @@ class FairQueue(Generic[T]):
             self._by_len = None  # the overflow episode is over; stop the bookkeeping
         if batch:
             self._not_full.notify_all()
+        return batch, owners
+
+    def _take_all(self) -> tuple[list[T], list[str]]:
+        """Lock held, the whole queue fits one batch: every tenant's items, tenant by
+        tenant (as fair as a batch gets), without a step per tenant in Python."""
+        queues, self._queues = self._queues, {}
+        batch = list(chain.from_iterable(queues.values()))
+        owners = list(chain.from_iterable(map(repeat, queues, map(len, queues.values()))))
+        self._size = 0
+        self._not_full.notify_all()
+        return batch, owners
+
+    def _take_first_tenants(self, room: int) -> tuple[list[T], list[str]]:
+        """Lock held, one item queued per tenant (thousands of tenants): the ``room``
+        tenants queued longest, one item each, as the round-robin takes them."""
+        queues = self._queues
+        owners = list(islice(queues, room))
+        batch = [queues.pop(tenant_id)[0] for tenant_id in owners]
+        self._size -= room
+        self._not_full.notify_all()
         return batch, owners

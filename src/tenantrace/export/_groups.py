@@ -35,6 +35,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from tenantrace.export._wire import (
+    VARINT_TABLE,
+    VARINTS,
     encode_attributes,
     length_field,
     string_field,
@@ -59,9 +61,11 @@ EMPTY_MESSAGE = b"\x0a\x00"  # ScopeSpans.scope holding an empty Instrumentation
 
 # (object, group key, its field in ResourceSpans/ScopeSpans, the schema_url field)
 Entry = tuple[Any, int, bytes, bytes]
-# resource group key -> (resource entry,
-#                        {scope group key -> (scope's schema_url field, [scope field, spans...])})
-Groups = dict[int, tuple[Entry, dict[int | None, tuple[bytes, list[bytes]]]]]
+# resource group key -> [resource entry, first scope's group key, its schema_url field,
+#                        [its scope field, spans...], None or the other scopes:
+#                        {scope group key -> (schema_url field, [scope field, spans...])}]
+# (most resources have spans of one scope in a request: no dict for them)
+Groups = dict[int, list[Any]]
 
 _group_ids = itertools.count()  # keys are never reused, whatever is emptied
 _resources: dict[int, Entry] = {}  # id(resource) -> entry
@@ -130,19 +134,18 @@ def group_for(
 
     ``seen`` (one per request) pins each object to the entry it got first in the
     request, so a cache emptied meanwhile by another caller cannot split its spans.
+    A tenant's Resource keeps its entry for good, so it needs no pinning: with
+    thousands of tenants a request holds a group per span, and each group is a
+    list or two, not more (what a group allocates, the garbage collector walks).
     """
-    entry = seen.get(id(resource))
+    entry = getattr(resource, "otlp_entry", None)
     if entry is None:
-        entry = getattr(resource, "otlp_entry", None)
+        entry = seen.get(id(resource))
         if entry is None:
             entry = _resources.get(id(resource))
             if entry is None or entry[0] is not resource:
                 entry = _resource_entry(resource)
-        seen[id(resource)] = entry
-    group = groups.get(entry[1])
-    if group is None:
-        group = groups[entry[1]] = (entry, {})
-    scope_groups = group[1]
+            seen[id(resource)] = entry
     if scope:  # as the SDK: ``span.instrumentation_scope or None``
         scope_entry = seen.get(id(scope))
         if scope_entry is None:
@@ -151,26 +154,70 @@ def group_for(
                 scope_entry = _scope_entry(scope)
             seen[id(scope)] = scope_entry
         key: int | None = scope_entry[1]
-        field, schema = scope_entry[2], scope_entry[3]
     else:  # the SDK writes an empty scope, and no schema_url
-        key, field, schema = None, EMPTY_MESSAGE, b""
-    scope_group = scope_groups.get(key)
-    if scope_group is None:
-        scope_group = scope_groups[key] = (schema, [field])
-    return scope_group[1]
+        scope_entry, key = None, None
+    group = groups.get(entry[1])
+    if group is None:
+        fields = [scope_entry[2] if scope_entry else EMPTY_MESSAGE]
+        groups[entry[1]] = [entry, key, scope_entry[3] if scope_entry else b"", fields, None]
+        return fields
+    if group[1] == key:
+        first: list[bytes] = group[3]
+        return first
+    others = group[4]
+    if others is None:
+        others = group[4] = {}
+    found = others.get(key)
+    if found is None:
+        fields = [scope_entry[2] if scope_entry else EMPTY_MESSAGE]
+        others[key] = (scope_entry[3] if scope_entry else b"", fields)
+        return fields
+    other: list[bytes] = found[1]
+    return other
+
+
+def _scope_spans(schema: bytes, fields: list[bytes], out: list[bytes]) -> int:
+    """Append one ``ScopeSpans`` field to ``out``; its size in bytes."""
+    n = sum(map(len, fields)) + len(schema)
+    length = VARINTS[n] if n < VARINT_TABLE else varint(n)
+    out += (b"\x12", length)
+    out += fields
+    out.append(schema)
+    return 1 + len(length) + n
 
 
 def assemble(groups: Groups) -> bytes:
     """``ExportTraceServiceRequest``: resource_spans 1; ``ResourceSpans``: resource 1,
-    scope_spans 2, schema_url 3; ``ScopeSpans``: scope 1, spans 2, schema_url 3."""
+    scope_spans 2, schema_url 3; ``ScopeSpans``: scope 1, spans 2, schema_url 3.
+
+    Lengths are summed, not joined, and a resource with spans of one scope (most
+    of them) is written without a call: with thousands of tenants a request holds
+    a group per span."""
     out: list[bytes] = []
-    for (_, _, resource_field, resource_schema), scope_groups in groups.values():
-        parts: list[bytes] = [resource_field]
-        for schema, fields in scope_groups.values():
-            fields.append(schema)
-            parts.append(b"\x12" + varint(sum(map(len, fields))))
-            parts += fields
-        parts.append(resource_schema)
-        out.append(b"\x0a" + varint(sum(map(len, parts))))
-        out += parts
+    table, table_size = VARINTS, VARINT_TABLE
+    for (_, _, resource_field, resource_schema), _, schema, fields, others in groups.values():
+        n = sum(map(len, fields)) + len(schema)
+        length = table[n] if n < table_size else varint(n)
+        if others is None:
+            total = len(resource_field) + 1 + len(length) + n + len(resource_schema)
+            out += (
+                b"\x0a",
+                table[total] if total < table_size else varint(total),
+                resource_field,
+                b"\x12",
+                length,
+            )
+            out += fields
+            out += (schema, resource_schema)
+            continue
+        # The ResourceSpans' length goes before its body: keep its place, fill it after.
+        at = len(out)
+        out += (b"\x0a", b"", resource_field, b"\x12", length)
+        out += fields
+        out.append(schema)
+        total = len(resource_field) + 1 + len(length) + n + len(resource_schema)
+        for other_schema, other_fields in others.values():
+            total += _scope_spans(other_schema, other_fields, out)
+        out.append(resource_schema)
+        out[at + 1] = table[total] if total < table_size else varint(total)
     return b"".join(out)

@@ -262,8 +262,12 @@ def _tenant_field(resource: object) -> bytes | None:
 
     A tenant's provider Resource knows its tenant (``tenant_id``); Phoenix keeps
     span attributes but not Resource attributes, so the tenant is written on the
-    span, once encoded per tenant, whoever made the span.
+    span, once encoded per tenant, whoever made the span. A tenant's
+    ``TenantResource`` keeps its field itself (one attribute read per group).
     """
+    field: bytes | None = getattr(resource, "otlp_tenant_field", None)
+    if field is not None:
+        return field
     tenant = getattr(resource, "tenant_id", None)
     if not isinstance(tenant, str):
         return None
@@ -272,9 +276,12 @@ def _tenant_field(resource: object) -> bytes | None:
         out: list[bytes] = []
         encode_attributes({TENANT_ATTRIBUTE: tenant}, b"\x4a", out)
         field = b"".join(out)
-        if len(_tenant_fields) >= _MAX_TENANT_FIELDS:
-            _tenant_fields.clear()
-        _tenant_fields[tenant] = field
+        if not hasattr(type(resource), "otlp_tenant_field"):
+            if len(_tenant_fields) >= _MAX_TENANT_FIELDS:
+                _tenant_fields.clear()
+            _tenant_fields[tenant] = field
+    if hasattr(type(resource), "otlp_tenant_field"):
+        resource.otlp_tenant_field = field  # type: ignore[attr-defined]
     return field
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
+from operator import attrgetter
 from typing import Final
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -48,6 +49,8 @@ from tenantrace.export.sizing import (
     resource_size,
     span_size,
 )
+
+_resource_of = attrgetter("resource")
 
 __all__ = [
     "EXIT_FLUSH_MILLIS",
@@ -229,6 +232,14 @@ class ExportPipeline(SpanDelivery):
 
     def _requests(self, spans: list[ReadableSpan], sizes: list[int]) -> list[tuple[int, int]]:
         """Split ``spans`` into runs whose estimated OTLP request fits the byte budget."""
+        budget = self._max_request_bytes
+        total = sum(sizes)
+        if total <= budget:
+            # Most batches fit one request: each Resource counted once, no loop per span
+            # (with thousands of tenants a batch holds hundreds of Resources).
+            distinct = {id(resource): resource for resource in map(_resource_of, spans)}
+            if total + sum(map(resource_size, distinct.values())) <= budget:
+                return [(0, len(spans))] if spans else []
         runs: list[tuple[int, int]] = []
         resources: dict[int, int] = {}
         start, used = 0, 0

@@ -104,6 +104,7 @@ class TenantResource(Resource):
 
     otlp_entry: object = None
     otlp_size: int | None = None
+    otlp_tenant_field: bytes | None = None
 
     def __init__(self, resource: Resource, tenant_id: str, project_name: str) -> None:
         super().__init__(resource.attributes, resource.schema_url)
