@@ -64,7 +64,7 @@ def path(request: pytest.FixtureRequest) -> Iterator[str]:
     if request.param == "factory":
         logging.Logger.makeRecord = _wrapped_make_record()  # type: ignore[method-assign]
     assert correlate_logs()
-    replaced = logging.Logger.__dict__["makeRecord"] is logs_module._make_record
+    replaced = logs_module._make_record_in_place() is not None
     assert replaced is (request.param == "makeRecord")
     yield request.param
 
@@ -103,7 +103,9 @@ def _line(span: trace_api.Span, tenant: str, message: str, service: str = "check
 def test_logging_s_own_make_record_is_replaced_while_correlation_is_on() -> None:
     assert logs_module._is_logging_make_record(LOGGING_MAKE_RECORD)
     assert correlate_logs()
-    assert logging.Logger.makeRecord is logs_module._make_record  # type: ignore[comparison-overlap]
+    replacement = logs_module._make_record_in_place()
+    assert replacement is not None
+    assert logging.Logger.__dict__["makeRecord"] is replacement
     assert logging.getLogRecordFactory() is CorrelatedLogRecord
     assert not correlate_logs()
     assert uncorrelate_logs()
@@ -333,7 +335,7 @@ def test_a_factory_installed_before_correlation_keeps_working(
     assert seen == ["before", "before"]
     assert uncorrelate_logs()
     assert logging.getLogRecordFactory() is before
-    assert logging.Logger.__dict__["makeRecord"] is not logs_module._make_record
+    assert logs_module._make_record_in_place() is None
 
 
 def test_a_factory_installed_after_correlation_keeps_working(
