@@ -373,12 +373,12 @@ def encode_spans(spans: Sequence[ReadableSpan], *, name_tenants: bool = False) -
     attribute gets one (its tenant's), written on the wire, nothing on the span.
     """
     _groups.bound_caches()
-    groups: _groups.Groups = {}
+    groups = _groups.Groups()
     seen: dict[int, _groups.Entry] = {}
     last_resource: object = groups  # a sentinel no span refers to
     last_scope: object = groups
     tenant_field: bytes | None = None
-    target: list[bytes] = []
+    target = bytearray()
     direct_types = _DIRECT
     for span in spans:
         cls = type(span)
@@ -396,6 +396,5 @@ def encode_spans(spans: Sequence[ReadableSpan], *, name_tenants: bool = False) -
             if name_tenants:
                 tenant_field = _tenant_field(resource)
             last_resource, last_scope = resource, scope
-        field = _encode_span(span, direct, tenant_field)
-        target.append(field)
+        target += _encode_span(span, direct, tenant_field)
     return _groups.assemble(groups)
