@@ -33,20 +33,30 @@ thread's CPU clock counts) that spread can be far wider than the figure sought, 
 a second estimate is printed: the 10th percentile of the case's blocks minus the
 10th percentile of its baseline's, i.e. the cost when neither was disturbed.
 
-``--instructions`` (needs valgrind) measures what the clock cannot resolve on a busy
-machine: for each of the main cases, machine instructions per call, counted by
-``valgrind --tool=cachegrind`` in a process that makes 2,000 warm-up calls then N
-calls, for two values of N (the difference removes start-up), with a fixed hash
-seed; the count is the same from one run to the next within about 1 %. It takes
-a few minutes.
+Instructions measure what the clock cannot resolve on a busy machine: machine
+instructions per call, counted by ``valgrind --tool=cachegrind`` in a process that
+makes 2,000 warm-up calls then N calls, for N = 1,000 and 11,000 (the difference
+removes start-up), with a fixed hash seed, two processes at a time. A count repeats
+to within a few instructions per call; changing unrelated code moves where objects
+land in memory and so a ``logger.info`` by up to about 150 instructions, which is why
+a case is always compared with its baseline counted from the same tree. When valgrind
+is installed the three ``logger.info`` cases are counted after the timed rounds (about
+a minute; ``--no-instructions`` skips them); ``--instructions`` counts all nine cases
+and skips the timing.
+
+The summary prints what correlation adds to a ``logger.info`` outside a span and in a
+tenant's span: time (median of the rounds' differences, and p10-p10) and instructions.
 
 The goals (issue: logs and metrics): at most 1 us per record inside a span, tens of
-nanoseconds outside one.
+nanoseconds outside one. Outside, the verdict is taken on instructions when they
+were counted (at most 300 added: a few tens of nanoseconds on a current core), as
+the clock's spread on a shared machine is wider than the goal.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import gc
 import logging
 import os
@@ -58,6 +68,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from tenantrace import TelemetryConfig, TelemetryManager, tenant_scope
@@ -65,6 +76,7 @@ from tenantrace.observe import correlate_logs, uncorrelate_logs
 
 GOAL_INSIDE_NS = 1000.0
 GOAL_OUTSIDE_NS = 100.0  # "tens of nanoseconds"
+GOAL_OUTSIDE_INSTRUCTIONS = 300  # the same, in machine instructions on a current core
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 FIELDS_FORMAT = (
     "%(asctime)s %(levelname)s %(name)s [trace=%(trace_id)s span=%(span_id)s "
@@ -138,6 +150,7 @@ def _block(case: Case, manager: TelemetryManager, count: int) -> float:
     else:
         uncorrelate_logs()
     call = case.call
+    scope: AbstractContextManager[object] | None
     if case.where == "span":
         scope = manager.span("request", tenant_id="acme")
     elif case.where == "scope":
@@ -176,6 +189,9 @@ INSTRUCTION_CASES = (
 )
 
 
+LOGGER_INFO_CASES = INSTRUCTION_CASES[:3]
+
+
 def _run_one_case(name: str, calls: int) -> None:
     """The process valgrind counts: ``calls`` calls of one case after a warm-up."""
     manager = TelemetryManager(TelemetryConfig(exporter_type="none"))
@@ -205,18 +221,27 @@ def _instructions(name: str, calls: int) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def _count_instructions(small: int = 1000, large: int = 5000) -> None:
-    if shutil.which("valgrind") is None:
-        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
-    per_call: dict[str, float] = {}
-    for name in INSTRUCTION_CASES:
-        per_call[name] = (_instructions(name, large) - _instructions(name, small)) / (large - small)
+def _count_instructions(
+    names: tuple[str, ...] = INSTRUCTION_CASES, small: int = 1000, large: int = 11000
+) -> dict[str, float]:
+    """Instructions per call of each case (valgrind), printed with what each adds."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        runs = {
+            (name, calls): pool.submit(_instructions, name, calls)
+            for name in names
+            for calls in (small, large)
+        }
+        per_call = {
+            name: (runs[name, large].result() - runs[name, small].result()) / (large - small)
+            for name in names
+        }
     print("machine instructions per call (valgrind cachegrind), added over the baseline")
     print(f"{'case':<36} {'per call':>9} {'added':>7}")
-    for name in INSTRUCTION_CASES:
+    for name in names:
         baseline = name.split(",")[0] + ", plain"
         added = "" if name == baseline else f"{per_call[name] - per_call[baseline]:7.0f}"
         print(f"{name:<36} {per_call[name]:9.0f} {added:>7}")
+    return per_call
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -224,69 +249,126 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a short run")
-    parser.add_argument("--rounds", type=int, help="rounds (default 101, quick 7)")
-    parser.add_argument("--count", type=int, help="calls per block (default 1000, quick 500)")
-    parser.add_argument("--instructions", action="store_true", help="count instructions (valgrind)")
-    parser.add_argument("--case", help=argparse.SUPPRESS)  # one case, for --instructions
-    options = parser.parse_args()
-    if options.case:
-        _run_one_case(options.case, options.count)
-        return
-    if options.instructions:
-        _count_instructions()
-        return
-    rounds = options.rounds or (7 if options.quick else 101)
-    count = options.count or (500 if options.quick else 1000)
+@dataclass
+class Timings:
+    cases: list[Case]
+    samples: dict[str, list[float]]  # ns per call of each block, by case
+    added: dict[str, list[float]]  # each round's block minus that round's baseline block
 
+    def low(self, name: str) -> float:
+        return _percentile(self.samples[name], 0.10)
+
+    def quiet(self, case: Case) -> float:
+        """p10 of the case's blocks minus p10 of its baseline's."""
+        return self.low(case.name) - self.low(case.baseline)
+
+
+def _time_rounds(rounds: int, count: int) -> Timings:
+    """Every case's block once a round, in a new random order each round."""
     manager = TelemetryManager(TelemetryConfig(exporter_type="none"))
     cases = _cases(manager)
     by_name = {case.name: case for case in cases}
-    samples: dict[str, list[float]] = {case.name: [] for case in cases}
-    added: dict[str, list[float]] = {case.name: [] for case in cases if case.baseline}
+    timings = Timings(
+        cases,
+        {case.name: [] for case in cases},
+        {case.name: [] for case in cases if case.baseline},
+    )
     order = list(cases)
     for _ in range(rounds):
         random.shuffle(order)
         this_round = {case.name: _block(case, manager, count) for case in order}
         for name, value in this_round.items():
-            samples[name].append(value)
+            timings.samples[name].append(value)
             baseline = by_name[name].baseline
             if baseline:
-                added[name].append(value - this_round[baseline])
+                timings.added[name].append(value - this_round[baseline])
     uncorrelate_logs()
     manager.shutdown()
+    return timings
 
+
+def _print_timings(timings: Timings, rounds: int, count: int) -> None:
     print(f"{rounds} rounds of {count} calls per case; thread CPU time, ns per call")
     print(
         f"{'case':<36} {'median':>7} {'p10':>7} {'added: median':>14} {'middle half':>13}"
         f" {'p10-p10':>8}"
     )
-    low = {name: _percentile(values, 0.10) for name, values in samples.items()}
-    for case in cases:
-        median = statistics.median(samples[case.name])
+    for case in timings.cases:
+        median = statistics.median(timings.samples[case.name])
+        low = timings.low(case.name)
         if not case.baseline:
-            print(f"{case.name:<36} {median:7.0f} {low[case.name]:7.0f}")
+            print(f"{case.name:<36} {median:7.0f} {low:7.0f}")
             continue
-        diffs = added[case.name]
+        diffs = timings.added[case.name]
         spread = f"{_percentile(diffs, 0.25):.0f}..{_percentile(diffs, 0.75):.0f}"
         print(
-            f"{case.name:<36} {median:7.0f} {low[case.name]:7.0f}"
-            f" {statistics.median(diffs):14.0f} {spread:>13}"
-            f" {low[case.name] - low[case.baseline]:8.0f}"
+            f"{case.name:<36} {median:7.0f} {low:7.0f}"
+            f" {statistics.median(diffs):14.0f} {spread:>13} {timings.quiet(case):8.0f}"
         )
-    for label, name, goal in (
-        ("inside a span", "logger.info, in a span", GOAL_INSIDE_NS),
-        ("outside a span", "logger.info, outside a span", GOAL_OUTSIDE_NS),
+
+
+def _print_summary(timings: Timings, counted: dict[str, float]) -> None:
+    """What correlation adds to a logger.info outside and in a span, and the goals."""
+    by_name = {case.name: case for case in timings.cases}
+    print("added per logger.info by log correlation")
+    for label, name in (
+        ("outside a span", "logger.info, outside a span"),
+        ("inside a span", "logger.info, in a span"),
     ):
-        median = statistics.median(added[name])
-        quiet = low[name] - low[by_name[name].baseline]
-        verdict = "met" if max(median, quiet) <= goal else "NOT met"
+        diffs = timings.added[name]
+        median = statistics.median(diffs)
+        quiet = timings.quiet(by_name[name])
+        outside = name.endswith("outside a span")
+        goal = GOAL_OUTSIDE_NS if outside else GOAL_INSIDE_NS
+        verdict = max(median, quiet) <= goal
+        goal_text = f"<= {goal:.0f} ns"
+        instructions = ""
+        if counted:
+            more = counted[name] - counted["logger.info, plain"]
+            instructions = f"; {more:.0f} instructions"
+            if outside:  # the clock cannot resolve tens of ns here: instructions decide
+                verdict = more <= GOAL_OUTSIDE_INSTRUCTIONS
+                goal_text = f"<= {GOAL_OUTSIDE_INSTRUCTIONS} instructions"
         print(
-            f"goal {label} (<= {goal:.0f} ns added per logger.info): {verdict}"
-            f" (median {median:.0f}, p10-p10 {quiet:.0f})"
+            f"{label}: median {median:.0f} ns (middle half"
+            f" {_percentile(diffs, 0.25):.0f}..{_percentile(diffs, 0.75):.0f},"
+            f" p10-p10 {quiet:.0f}){instructions}; goal {goal_text}:"
+            f" {'met' if verdict else 'NOT met'}"
         )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short run")
+    parser.add_argument("--rounds", type=int, help="rounds (default 101, quick 7)")
+    parser.add_argument("--count", type=int, help="calls per block (default 1000, quick 500)")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count all cases' instructions, no timing"
+    )
+    parser.add_argument(
+        "--no-instructions", action="store_true", help="time only, even with valgrind"
+    )
+    parser.add_argument("--case", help=argparse.SUPPRESS)  # one case, for --instructions
+    options = parser.parse_args()
+    if options.case:
+        _run_one_case(options.case, options.count)
+        return
+    valgrind = shutil.which("valgrind") is not None
+    if options.instructions:
+        if not valgrind:
+            raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+        _count_instructions()
+        return
+    rounds = options.rounds or (7 if options.quick else 101)
+    count = options.count or (500 if options.quick else 1000)
+    timings = _time_rounds(rounds, count)
+    _print_timings(timings, rounds, count)
+    counted: dict[str, float] = {}
+    if valgrind and not options.no_instructions:
+        print()
+        counted = _count_instructions(LOGGER_INFO_CASES)
+    print()
+    _print_summary(timings, counted)
 
 
 if __name__ == "__main__":

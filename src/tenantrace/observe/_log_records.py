@@ -132,6 +132,8 @@ class CorrelatedLogRecord(logging.LogRecord):
 class _FilledLogRecord(CorrelatedLogRecord):
     """A record made by ``Logger.makeRecord`` while correlation is on: its fields
     are set right after it is made, so it needs none of its base's machinery.
+    (The replacement usually makes it with ``object.__new__`` and runs
+    ``LogRecord.__init__``'s body itself: see ``_make_record``.)
 
     logging's own ``__init__`` and ``getMessage`` are put back as they are (not
     wrapped: a wrapper would cost a call frame per record). The fields' class

@@ -32,8 +32,8 @@ it was logged in, not the formatting thread's):
   ``Logger.makeRecord`` is logging's own, ``correlate_logs()`` replaces it by
   one that does what it did and then sets the five fields: a record made outside
   any span costs one ``ContextVar`` read and five attribute stores more, no
-  Python call (see "Cost" below, ``_make_record`` and docs/logs-and-metrics.md). An ``extra`` of
-  the same name wins and never raises ``KeyError``.
+  Python call (see "Cost" below, ``_make_record`` and docs/logs-and-metrics.md).
+  An ``extra`` of the same name wins and never raises ``KeyError``.
 - Any other record (``logging.makeLogRecord``, a ``Logger`` subclass's own
   ``makeRecord``, a factory called directly, or every record when
   ``Logger.makeRecord`` had already been replaced by someone else) is made by
@@ -78,9 +78,6 @@ from tenantrace.observe._log_fields import (
 # _make_record; the private names are re-exported for tests and diagnostics.
 from tenantrace.observe._log_records import CorrelatedLogRecord, chained
 from tenantrace.observe._log_records import _FilledLogRecord as _FilledLogRecord  # noqa: PLC0414
-from tenantrace.observe._make_record import (
-    is_logging_make_record as _is_logging_make_record,  # noqa: F401 - see above
-)
 
 __all__ = [
     "CORRELATION_FIELDS",
@@ -96,6 +93,7 @@ __all__ = [
 ]
 
 _logger = logging.getLogger(__name__)
+_is_logging_make_record = _make_record_module.is_logging_make_record  # tests use it
 
 LOG_CORRELATION_ENV: Final = "TENANTRACE_LOG_CORRELATION"
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
