@@ -43,9 +43,7 @@ def assert_one_tenant_per_trace(spans: list[CapturedSpan]) -> None:
 
 def boundary_links(span: CapturedSpan) -> list[Any]:
     assert span.raw is not None
-    return [
-        link for link in span.raw.links if (link.attributes or {}).get("tenantrace.link")
-    ]
+    return [link for link in span.raw.links if (link.attributes or {}).get("tenantrace.link")]
 
 
 @pytest.fixture

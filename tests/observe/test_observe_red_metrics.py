@@ -50,7 +50,7 @@ def _manager(red: RedMetrics, *, sync: bool = False) -> tuple[TelemetryManager, 
             use_sync_export=sync, schedule_delay_millis=50, max_queue_size=20_000
         ),
     )
-    return TelemetryManager(config, exporter=red.wrap(keep)), keep
+    return TelemetryManager(config, exporter=keep, metrics=red), keep
 
 
 def _workload(manager: TelemetryManager) -> None:
@@ -267,18 +267,64 @@ def test_ten_thousand_tenants_keep_the_series_bounded() -> None:
     print(f"10,000 tenants: {len(series)} request series ({len(tenants)} tenant values)")
 
 
-def test_a_span_exported_twice_is_counted_once() -> None:
+class _RaisesOn(_Keep):
+    """Raises on any request holding the span named ``bad``: the pipeline halves the
+    request and sends the halves again (export/_delivery.py's isolation)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def export(self, spans: Any) -> SpanExportResult:
+        self.calls += 1
+        if any(span.name == "bad" for span in spans):
+            raise RuntimeError("not this one")
+        return super().export(spans)
+
+
+def test_a_request_sent_again_after_a_failure_is_counted_once() -> None:
     require_module("opentelemetry.exporter.prometheus", "opentelemetry-exporter-prometheus")
     red = RedMetrics(prometheus_port=0)
-    manager, keep = _manager(red, sync=True)
+    exporter = _RaisesOn()
+    config = TelemetryConfig(
+        exporter_type="none",
+        batch_config=BatchExportConfig(max_export_batch_size=16),
+    )
+    manager = TelemetryManager(config, exporter=exporter, metrics=red)
     try:
-        with manager.span("once", tenant_id="acme"):
-            pass
-        exporter = red.wrap(keep)
-        exporter.export(keep.spans)  # the pipeline narrowing a failed request re-sends spans
+        for name in ["ok"] * 7 + ["bad"] + ["ok"] * 8:
+            with manager.span(name, tenant_id="acme"):
+                pass
+        manager.force_flush(5000)
         text = _scrape(red.prometheus_port or 0)
     finally:
         manager.shutdown(timeout_millis=2000)
         red.shutdown()
-    (line,) = [line for line in text.splitlines() if line.startswith("tenantrace_requests_total{")]
-    assert line.endswith(" 1.0")
+    assert len(exporter.spans) == 15  # the bad span alone was dropped
+    assert exporter.calls > 2  # the request was halved and sent again
+    counts = {
+        line.split('operation="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("tenantrace_requests_total{")
+    }
+    assert counts == {"ok": 15.0, "bad": 1.0}  # every request once, the bad one too
+
+
+def test_force_flush_before_a_scrape_does_not_repeat_series() -> None:
+    """The SDK's Prometheus reader queues a collection per flush, served at the next
+    scrape: flushing it would repeat every series in the exposition."""
+    require_module("opentelemetry.exporter.prometheus", "opentelemetry-exporter-prometheus")
+    red = RedMetrics(prometheus_port=0)
+    manager, _ = _manager(red, sync=True)
+    try:
+        with manager.span("once", tenant_id="acme"):
+            pass
+        assert manager.force_flush(5000)
+        assert red.force_flush()
+        text = _scrape(red.prometheus_port or 0)
+    finally:
+        manager.shutdown(timeout_millis=2000)
+        red.shutdown()
+    lines = [line for line in text.splitlines() if line.startswith("tenantrace_requests_total{")]
+    assert len(lines) == 1
+    assert lines[0].endswith(" 1.0")

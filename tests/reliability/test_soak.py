@@ -44,10 +44,9 @@ class _CountingExporter(SpanExporter):
             resource = span.resource.attributes
             tenant = str(resource["tenant.id"])
             expected = (span.attributes or {}).get("expected.tenant")
-            if (
-                expected != tenant
-                or resource["openinference.project.name"] != _PROJECTS.get_project_name(tenant)
-            ):
+            if expected != tenant or resource[
+                "openinference.project.name"
+            ] != _PROJECTS.get_project_name(tenant):
                 self.mixed += 1
             self.per_tenant[tenant] += 1
         self.exported += len(spans)

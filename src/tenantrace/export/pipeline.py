@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from operator import attrgetter
-from typing import Final
+from typing import Final, Protocol
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -51,12 +51,24 @@ from tenantrace.export.sizing import (
 )
 
 _resource_of = attrgetter("resource")
+# Called with each batch of spans about to be exported (scrubbed), once per span, on
+# the export thread (in sync mode on the span's): RED metrics, for one. Must not block.
+BatchObserver = Callable[[Sequence[ReadableSpan]], object]
+
+
+class SpanObserver(Protocol):
+    """What a manager's ``metrics=`` is: it sees each batch the pipeline exports."""
+
+    def observe_batch(self, spans: Sequence[ReadableSpan]) -> object: ...
+
 
 __all__ = [
     "EXIT_FLUSH_MILLIS",
     "EXIT_GRACE_MILLIS",
     "MAX_ISOLATION_ATTEMPTS",
+    "BatchObserver",
     "ExportPipeline",
+    "SpanObserver",
     "SpanTransform",
 ]
 
@@ -80,8 +92,10 @@ class ExportPipeline(SpanDelivery):
         transform: SpanTransform | None = None,
         *,
         max_request_bytes: int = REQUEST_BUDGET_BYTES,
+        observe: BatchObserver | None = None,
     ) -> None:
         self._transform = transform
+        self._observe = observe
         self._max_request_bytes = max_request_bytes
         # Plain spans (see plain_span_size) skip the transform when it says which
         # attribute keys it leaves alone; an opaque transform sees every span.
@@ -143,6 +157,13 @@ class ExportPipeline(SpanDelivery):
         """Export ``batch`` in requests that fit. False if the collector failed,
         True if it took a request, None if nothing was sent."""
         spans, owners, sizes = self._prepare(batch, owners)
+        if self._observe is not None and spans:
+            # Once per span, scrubbed, before delivery: a request narrowed down and
+            # sent again after a failure is not observed twice.
+            try:
+                self._observe(spans)
+            except Exception as exc:  # an observer never costs a span its export
+                self._log.warning("observer", "tenantrace: span batch observer raised %r", exc)
         outcome: bool | None = None
         for start, end in self._requests(spans, sizes):
             chunk_owners = owners[start:end]

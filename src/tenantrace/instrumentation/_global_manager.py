@@ -16,6 +16,7 @@ from tenantrace.instrumentation.config import TelemetryConfig, TelemetryLevel
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.sampling import Sampler
 
+    from tenantrace.export.pipeline import SpanObserver
     from tenantrace.instrumentation.manager import TelemetryManager
 
 # The manager module's logger: the messages keep the name they always had.
@@ -52,16 +53,18 @@ def get_telemetry_manager() -> TelemetryManager:
     return _create_manager(None, None)
 
 
-def _create_manager(config: TelemetryConfig | None, sampler: Sampler | None) -> TelemetryManager:
+def _create_manager(
+    config: TelemetryConfig | None, sampler: Sampler | None, metrics: SpanObserver | None = None
+) -> TelemetryManager:
     global _manager  # noqa: PLW0603 - the one process-wide manager, swapped under a lock
     # Imported here: the manager module imports this one.
     from tenantrace.instrumentation.manager import TelemetryManager
 
     with _manager_lock:
-        if _manager is not None and config is None and sampler is None:
+        if _manager is not None and config is None and sampler is None and metrics is None:
             return _manager
         old = _manager
-        _manager = TelemetryManager(config, sampler)
+        _manager = TelemetryManager(config, sampler, metrics=metrics)
         _publish_gates(_manager)
     if old is not None:
         old.shutdown(timeout_millis=5000)
@@ -107,6 +110,7 @@ def init_telemetry(
     sampler: Sampler | None = None,
     *,
     install_global: bool = True,
+    metrics: SpanObserver | None = None,
 ) -> TelemetryManager:
     """(Re)create the process-wide manager and route global tracers through it.
 
@@ -115,9 +119,10 @@ def init_telemetry(
     OpenTelemetry provider (unless another SDK provider is already set), so
     auto-instrumented libraries are routed by tenant too, and the tenant-aware
     propagator becomes the global propagator (their extract and inject apply
-    the trust and egress policies).
+    the trust and egress policies). ``metrics`` (a ``RedMetrics``, say) sees every
+    batch of spans the pipeline exports (see ``TelemetryManager``).
     """
-    manager = _create_manager(config or TelemetryConfig.from_env(), sampler)
+    manager = _create_manager(config or TelemetryConfig.from_env(), sampler, metrics)
     if install_global:
         from tenantrace.instrumentation.routing import install_routing_provider
 

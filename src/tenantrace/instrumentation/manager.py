@@ -58,7 +58,7 @@ from tenantrace.instrumentation.spans import NOOP_SCOPE, NoOpScope, SpanScope, n
 from tenantrace.instrumentation.tenants import current_tenant, with_tenant
 
 if TYPE_CHECKING:
-    from tenantrace.export.pipeline import ExportPipeline, SpanTransform
+    from tenantrace.export.pipeline import ExportPipeline, SpanObserver, SpanTransform
 
 __all__ = [
     "TelemetryManager",
@@ -83,8 +83,12 @@ class TelemetryManager:
         *,
         exporter: SpanExporter | None = None,
         span_transform: SpanTransform | None = None,
+        metrics: SpanObserver | None = None,
     ) -> None:
+        """``metrics`` (a ``RedMetrics``, say) sees every batch the pipeline exports,
+        scrubbed, once per span, on the export thread; ``force_flush`` flushes it too."""
         self.config = config if config is not None else TelemetryConfig.from_env()
+        self.metrics = metrics
         self.config.validate()
         self._sampler = sampler if sampler is not None else _get_from_env_or_default()
         self._level_rank = self.config.level.rank if self.config.enabled else 0
@@ -123,7 +127,10 @@ class TelemetryManager:
             from tenantrace.export.pipeline import ExportPipeline
 
             self._pipeline = ExportPipeline(
-                exporter, self.config.batch_config, transform=self._span_transform
+                exporter,
+                self.config.batch_config,
+                transform=self._span_transform,
+                observe=None if self.metrics is None else self.metrics.observe_batch,
             )
             self._stats_pipeline = self._pipeline
             self._registry = TenantRegistry(
@@ -389,12 +396,17 @@ class TelemetryManager:
     # ------------------------------------------------------------ lifecycle
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Export everything queued; False if it could not within ``timeout_millis``."""
+        """Export everything queued (and the ``metrics``' points); False if it could
+        not within ``timeout_millis``."""
         pipeline = self._pipeline
         if pipeline is None:
             return True
         try:
-            return pipeline.force_flush(timeout_millis)
+            flushed = pipeline.force_flush(timeout_millis)
+            flush_metrics = getattr(self.metrics, "force_flush", None)
+            if flush_metrics is not None:
+                flushed = bool(flush_metrics(timeout_millis)) and flushed
+            return flushed
         except Exception as exc:
             self.warn_once("flush", "tenantrace: force_flush failed (%r)", exc)
             return False

@@ -114,8 +114,10 @@ class RedMetrics:
         self._lock = threading.Lock()
         self._mark = f"_tenantrace_red_{next(_MARKS)}"
         self._next_stamp = 0
+        self._pulled: Any = None  # the Prometheus reader: scraped, never pushed
         if prometheus_port is not None:
-            self._readers.append(self._prometheus_reader(prometheus_port, prometheus_host))
+            self._pulled = self._prometheus_reader(prometheus_port, prometheus_host)
+            self._readers.append(self._pulled)
         if otlp_endpoint is not None:
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
                 OTLPMetricExporter,
@@ -191,6 +193,11 @@ class RedMetrics:
         return reader
 
     # ---------------------------------------------------------------- recording
+
+    def observe_batch(self, spans: Sequence[ReadableSpan]) -> None:
+        """Count ``spans``, each seen once (a manager's ``metrics=`` calls this with every
+        batch its pipeline exports, on the export thread); never raises."""
+        self._count(spans)
 
     def record(self, span: ReadableSpan) -> None:
         """Count one ended span (call on the export thread); never raises."""
@@ -280,7 +287,12 @@ class RedMetrics:
 
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
         self._aggregator.flush()
-        return bool(self.meter_provider.force_flush(timeout_millis))
+        if not self._owns_provider:
+            return bool(self.meter_provider.force_flush(timeout_millis))
+        # Only the readers that push: a Prometheus reader "flushed" queues one more
+        # collection, and the next scrape serves every queued one, its series repeated.
+        pushing = [reader for reader in self._readers if reader is not self._pulled]
+        return all([reader.force_flush(timeout_millis) for reader in pushing])
 
     def shutdown(self) -> None:
         if self._owns_provider:
