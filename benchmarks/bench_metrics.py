@@ -32,6 +32,13 @@ The floor of any implementation that keeps the SDK's histogram (its only API tak
 one value per call) is timed too: ``histogram.record(seconds, attributes)`` for each
 span of the batch, one series.
 
+The whole export thread is timed too, as an application has it: two managers
+exporting OTLP/gRPC to a receiver in another process, one with
+``metrics=RedMetrics(prometheus_port=0)``, the other without, in interleaved rounds;
+the CPU of each one's export thread per span (``pthread_getcpuclockid``), with a
+Prometheus scrape of the metrics after every block (the per-series part runs then, on
+the scraping thread; the whole-process figure includes it).
+
 For comparison, the same batch through tenantrace's own export step
 (``ExportPipeline._export_batch`` in sync mode, a null exporter: preparing the spans
 and cutting them into requests, no encoding or network) is timed in the same rounds.
@@ -50,7 +57,9 @@ import importlib.util
 import random
 import statistics
 import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -138,6 +147,13 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0912, PLR0915 - one
     parser.add_argument(
         "--compare", help="also time RedMetrics loaded from this metrics.py, same rounds"
     )
+    parser.add_argument(
+        "--pipeline-rounds",
+        type=int,
+        default=9,
+        help="rounds of the whole-export-thread comparison (0: skip it)",
+    )
+    parser.add_argument("--pipeline-block", type=int, default=10_000, help="spans per block")
     args = parser.parse_args(argv)
 
     implementations = {"metrics": _red_class(None)}
@@ -175,17 +191,21 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0912, PLR0915 - one
         owners = [str(span.resource.attributes.get("tenant.id", "")) for span in batch]
         for impl in implementations:
             red = reds[impl, name]
-            exporter = red.wrap(null)
-            cases[f"{impl} {name}"] = (lambda e=exporter, b=batch: e.export(b), clear(red, batch))
+            if hasattr(red, "observe_batch"):  # as a manager's metrics= hands it batches
+                observe = red.observe_batch
+                cases[f"{impl} {name}"] = (lambda o=observe, b=batch: o(b), None)
+            else:  # an older implementation: the exporter wrapper, marks cleared untimed
+                exporter = red.wrap(null)
+                cases[f"{impl} {name}"] = (
+                    lambda e=exporter, b=batch: e.export(b),
+                    clear(red, batch),
+                )
             aggregator = getattr(red, "_aggregator", None)
             if impl == "metrics" and aggregator is not None:
                 # The per-series part, as a collection runs it: here after every batch
                 # (the worst case; a reader every 10 s folds many batches at once).
-                folder = reds[impl, name].wrap(null)
-
-                def pending(f: Any = folder, b: list[ReadableSpan] = batch, r: Any = red) -> None:
-                    clear(r, b)()
-                    f.export(b)
+                def pending(b: list[ReadableSpan] = batch, r: Any = red) -> None:
+                    r.observe_batch(b)
 
                 cases[f"fold {name}"] = (aggregator.flush, pending)
         cases[f"null {name}"] = (lambda b=batch: null.export(b), None)
@@ -232,7 +252,9 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0912, PLR0915 - one
         )
         for impl in implementations:
             nulls = times[f"null {name}"]
-            added = [m - n for m, n in zip(times[f"{impl} {name}"], nulls, strict=True)]
+            added = times[f"{impl} {name}"]
+            if not hasattr(reds[impl, name], "observe_batch"):  # timed with a null exporter
+                added = [m - n for m, n in zip(added, nulls, strict=True)]
             low, mid, high = quartiles(added)
             source = "tenantrace.observe" if impl == "metrics" else args.compare
             print(
@@ -249,6 +271,94 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0912, PLR0915 - one
     for red in reds.values():
         red.shutdown()
     pipeline.shutdown()
+    if args.pipeline_rounds:
+        _whole_export_thread(args.pipeline_rounds, args.pipeline_block)
+
+
+def _thread_cpu_ns(thread: threading.Thread | None) -> int:
+    assert thread is not None and thread.ident is not None
+    return time.clock_gettime_ns(time.pthread_getcpuclockid(thread.ident))
+
+
+def _whole_export_thread(rounds: int, block: int) -> None:
+    """The export thread of a real pipeline (OTLP/gRPC to a receiver in another process),
+    with and without ``metrics=RedMetrics(...)``: its CPU per span, same rounds."""
+    from bench_export import _receiver
+
+    from tenantrace.observe import RedMetrics
+
+    receiver, endpoint = _receiver()
+    red = RedMetrics(prometheus_port=0)
+    config = TelemetryConfig(
+        otlp_endpoint=endpoint, batch_config=BatchExportConfig(max_queue_size=2 * block)
+    )
+    managers = {
+        "without metrics": TelemetryManager(config),
+        "metrics=RedMetrics": TelemetryManager(config, metrics=red),
+    }
+    scrape = f"http://127.0.0.1:{red.prometheus_port}/metrics"
+
+    def run(manager: TelemetryManager, count: int) -> None:
+        for index in range(count):  # 100 tenants x 5 operations, one span in 20 fails
+            try:
+                with manager.span(
+                    f"op-{index % 5}", tenant_id=f"tenant-{index % 100}", kind=SpanKind.SERVER
+                ):
+                    if index % 20 == 0:
+                        raise ValueError("failed")
+            except ValueError:
+                pass
+        manager.force_flush(30_000)
+
+    try:
+        for manager in managers.values():
+            run(manager, block)  # warm: tenants, series, connections
+        export: dict[str, list[float]] = {name: [] for name in managers}
+        process: dict[str, list[float]] = {name: [] for name in managers}
+        for _ in range(rounds):
+            order = list(managers)
+            random.shuffle(order)
+            for name in order:
+                manager = managers[name]
+                worker = manager._pipeline._worker if manager._pipeline else None
+                thread_start, process_start = _thread_cpu_ns(worker), time.process_time_ns()
+                run(manager, block)
+                if name != "without metrics":  # a scrape per block: the per-series part
+                    urllib.request.urlopen(scrape, timeout=10).read()
+                export[name].append((_thread_cpu_ns(worker) - thread_start) / block / 1000)
+                process[name].append((time.process_time_ns() - process_start) / block / 1000)
+    finally:
+        for manager in managers.values():
+            manager.shutdown(timeout_millis=5000)
+        red.shutdown()
+        assert receiver.stdin is not None
+        receiver.stdin.close()
+        receiver.wait(timeout=10)
+    base = statistics.median(export["without metrics"])
+    with_metrics = statistics.median(export["metrics=RedMetrics"])
+    added = statistics.median(
+        [
+            m - b
+            for m, b in zip(export["metrics=RedMetrics"], export["without metrics"], strict=True)
+        ]
+    )
+    print(
+        f"\nwhole export thread (OTLP/gRPC to a receiver process, 100 tenants x 5 operations, "
+        f"{rounds} rounds of {block} spans, a Prometheus scrape per block):"
+    )
+    print(f"  without metrics   {base:6.2f} us/span of the export thread")
+    print(f"  metrics=RedMetrics {with_metrics:5.2f} us/span: +{added:.2f} us, {added / base:5.1%}")
+    base_p = statistics.median(process["without metrics"])
+    added_p = statistics.median(
+        [
+            m - b
+            for m, b in zip(process["metrics=RedMetrics"], process["without metrics"], strict=True)
+        ]
+    )
+    print(
+        f"  whole process: {base_p:.2f} us/span, metrics +{added_p:.2f} us ({added_p / base_p:.1%})"
+    )
+    print("goal: metrics add at most 10 % to the export thread's CPU per span")
 
 
 if __name__ == "__main__":

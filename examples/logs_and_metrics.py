@@ -52,18 +52,17 @@ def main() -> None:
     # 3. RED metrics, computed on the export thread from every exported span.
     red = None
     try:
-        from tenantrace.observe import RedMetrics
+        from tenantrace import RedMetrics
 
         red = RedMetrics(prometheus_port=0, max_tenants=100, max_operations=20)
     except ImportError as exc:  # opentelemetry-exporter-prometheus is optional
         print(f"(RED metrics skipped: {exc})")
-    exporter: SpanExporter = NoSpans() if red is None else red.wrap(NoSpans())
     config = TelemetryConfig(
         service_name="shop",
         exporter_type="none",
         batch_config=BatchExportConfig(schedule_delay_millis=50),
     )
-    manager = TelemetryManager(config, exporter=exporter)
+    manager = TelemetryManager(config, exporter=NoSpans(), metrics=red)
 
     # 2. Log records to the tenant's project (here printed instead of sent).
     handler = enable_log_export(manager, exporter=PrintedLogs(), logger=log)
