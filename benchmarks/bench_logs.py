@@ -41,7 +41,7 @@ to within a few instructions per call; changing unrelated code moves where objec
 land in memory and so a ``logger.info`` by up to about 150 instructions, which is why
 a case is always compared with its baseline counted from the same tree. When valgrind
 is installed the three ``logger.info`` cases are counted after the timed rounds (about
-a minute; ``--no-instructions`` skips them); ``--instructions`` counts all nine cases
+a minute; ``--no-instructions`` skips them); ``--instructions`` counts all eleven cases
 and skips the timing.
 
 The summary prints what correlation adds to a ``logger.info`` outside a span and in a
@@ -180,6 +180,8 @@ INSTRUCTION_CASES = (
     "logger.info, plain",
     "logger.info, outside a span",
     "logger.info, in a span",
+    "logger.info extra=, plain",
+    "logger.info extra=, outside",
     "makeRecord, plain",
     "makeRecord, outside a span",
     "makeRecord, in a span",

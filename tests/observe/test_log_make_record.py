@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 from opentelemetry import baggage, context
 
 from tenantrace import TelemetryConfig, TelemetryManager, tenant_scope
-from tenantrace.observe import CorrelationFilter, _make_record, correlate_logs, uncorrelate_logs
+from tenantrace.observe import (
+    CORRELATION_FIELDS,
+    CorrelationFilter,
+    _make_record,
+    correlate_logs,
+    uncorrelate_logs,
+)
 from tenantrace.observe._log_records import _FilledLogRecord
 
 LOGGING_MAKE_RECORD = logging.Logger.__dict__["makeRecord"]
@@ -78,9 +84,12 @@ def _message(record: logging.LogRecord) -> str:
 
 
 def _comparable(made: Any) -> Any:
+    """The record's attributes but its timing ones: a dict, and the order of its keys
+    but the fields' (with ``extra``, the replacement sets them before the extra)."""
     if isinstance(made, tuple):
         return made
-    return [(k, v) for k, v in made.__dict__.items() if k not in TIMING]
+    values = {k: v for k, v in made.__dict__.items() if k not in TIMING}
+    return values, [k for k in values if k not in CORRELATION_FIELDS]
 
 
 calls = st.tuples(
