@@ -154,3 +154,38 @@ def test_span_open_across_eviction_is_exported_under_its_tenant() -> None:
     by_name = {s.name: s.resource.attributes["tenant.id"] for s in memory.get_finished_spans()}
     assert by_name == {"long": "first", "evicts-first": "second"}
     manager.shutdown()
+
+
+def test_threads_churning_tenants_through_a_small_lru_lose_and_misfile_nothing() -> None:
+    """Evicted providers are taken back without the registry's lock: threads racing
+    over the same tenants through an LRU of 8 still file every span under its tenant."""
+    memory = InMemorySpanExporter()
+    manager = TelemetryManager(
+        TelemetryConfig(
+            max_cached_tenants=8,
+            batch_config=BatchExportConfig(max_queue_size=40_000, drop_on_queue_full=False),
+        ),
+        exporter=memory,
+    )
+    tenants = [f"churn-{i}" for i in range(64)]
+    barrier = threading.Barrier(8)
+
+    def work(worker: int) -> None:
+        barrier.wait()
+        for i in range(1500):
+            tenant = tenants[(i * 7 + worker) % len(tenants)]
+            with manager.span("churn", tenant_id=tenant, attributes={"expected": tenant}):
+                pass
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(work, range(8)))
+    assert manager.force_flush(30_000)
+    stats = manager.get_stats()
+    finished = memory.get_finished_spans()
+    assert len(finished) == 8 * 1500
+    for span in finished:
+        assert span.resource.attributes["tenant.id"] == span.attributes["expected"]  # type: ignore[index]
+        assert span.attributes["tenant.id"] == span.attributes["expected"]  # type: ignore[index]
+    assert stats["cached_tenants"] <= 8
+    assert stats["dropped_spans"] == 0
+    manager.shutdown()
