@@ -51,6 +51,7 @@ from tenantrace.export.sizing import (
 )
 
 _resource_of = attrgetter("resource")
+_otlp_size_of = attrgetter("otlp_size")  # a TenantResource's size (None until sized)
 # Called with each batch of spans about to be exported (scrubbed), once per span, on
 # the export thread (in sync mode on the span's): RED metrics, for one. Must not block.
 BatchObserver = Callable[[Sequence[ReadableSpan]], object]
@@ -259,7 +260,11 @@ class ExportPipeline(SpanDelivery):
             # Most batches fit one request: each Resource counted once, no loop per span
             # (with thousands of tenants a batch holds hundreds of Resources).
             distinct = {id(resource): resource for resource in map(_resource_of, spans)}
-            if total + sum(map(resource_size, distinct.values())) <= budget:
+            try:  # tenants' Resources know their size once sized: no call per tenant
+                resource_bytes = sum(map(_otlp_size_of, distinct.values()))
+            except (AttributeError, TypeError):
+                resource_bytes = sum(map(resource_size, distinct.values()))
+            if total + resource_bytes <= budget:
                 return [(0, len(spans))] if spans else []
         runs: list[tuple[int, int]] = []
         resources: dict[int, int] = {}
