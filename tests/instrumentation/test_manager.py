@@ -307,7 +307,7 @@ def test_exporter_that_cannot_be_built_degrades_to_noop(
     def broken(config: TelemetryConfig) -> SpanExporter:
         raise OSError("no such collector library")
 
-    monkeypatch.setattr("tenantrace.instrumentation.manager.build_exporter", broken)
+    monkeypatch.setattr("tenantrace.instrumentation._manager_build.build_exporter", broken)
     manager = TelemetryManager(TelemetryConfig())
     for _ in range(3):
         with manager.span("still-works", tenant_id="t") as span:

@@ -38,7 +38,8 @@ from tenantrace.instrumentation._global_manager import (
     level_gate as level_gate,  # noqa: PLC0414 - re-exported for tenantrace.layers.decorators
 )
 from tenantrace.instrumentation._manager_build import (
-    base_resource,
+    build_pipeline,
+    new_registry,
     register_fork_hook,
     with_scrubbing,
 )
@@ -51,7 +52,7 @@ from tenantrace.instrumentation._span_checks import (
     instrumentation_suppressed as instrumentation_suppressed,  # noqa: PLC0414 - re-exported for the layers
 )
 from tenantrace.instrumentation.config import TelemetryConfig, TelemetryLevel
-from tenantrace.instrumentation.exporters import NullSpanExporter, build_exporter
+from tenantrace.instrumentation.exporters import NullSpanExporter
 from tenantrace.instrumentation.providers import TenantRegistry, TenantTracerProvider
 from tenantrace.instrumentation.sessions import SessionSpanScope, using_session
 from tenantrace.instrumentation.spans import NOOP_SCOPE, NoOpScope, SpanScope, name_tenant
@@ -120,38 +121,13 @@ class TelemetryManager:
     # ------------------------------------------------------------ building
 
     def _build_pipeline(self) -> None:
-        try:
-            exporter = self._explicit_exporter or build_exporter(self.config)
-            self._exporter = exporter
-            # Imported when a manager builds its pipeline: import tenantrace stays light.
-            from tenantrace.export.pipeline import ExportPipeline
-
-            self._pipeline = ExportPipeline(
-                exporter,
-                self.config.batch_config,
-                transform=self._span_transform,
-                observe=None if self.metrics is None else self.metrics.observe_batch,
-            )
-            self._stats_pipeline = self._pipeline
-            self._registry = TenantRegistry(
-                self.config, self._pipeline, self._sampler, base_resource(self.config)
-            )
-        except Exception as exc:
-            self.failed_initializations += 1
-            self._exporter, self._pipeline, self._registry = None, None, None
-            self.warn_once(
-                "init",
-                "tenantrace: telemetry could not be initialised (%r); spans are no-ops",
-                exc,
-            )
+        build_pipeline(self)
 
     def _after_fork_in_child(self) -> None:
         # A forked worker is a new process: new service.instance.id, fresh
         # providers (their Resources name the old instance), its own counters.
         if self._registry is not None and self._pipeline is not None:
-            self._registry = TenantRegistry(
-                self.config, self._pipeline, self._sampler, base_resource(self.config)
-            )
+            self._registry = new_registry(self, self._pipeline)
         self._stats_lock = threading.Lock()
 
     # ------------------------------------------------------------- helpers
