@@ -17,8 +17,15 @@ from collections.abc import Sequence
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from tenantrace import BatchExportConfig, TelemetryConfig, TelemetryManager
-from tenantrace.observe import LogEntry, correlate_logs, disable_log_export, enable_log_export
+from tenantrace import (
+    BatchExportConfig,
+    LogEntry,
+    TelemetryConfig,
+    TelemetryManager,
+    correlate_logs,
+    disable_log_export,
+    enable_log_export,
+)
 
 
 class PrintedLogs:
