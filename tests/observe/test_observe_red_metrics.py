@@ -328,3 +328,35 @@ def test_force_flush_before_a_scrape_does_not_repeat_series() -> None:
     lines = [line for line in text.splitlines() if line.startswith("tenantrace_requests_total{")]
     assert len(lines) == 1
     assert lines[0].endswith(" 1.0")
+
+
+class _Recorder:
+    """A ``metrics=`` object: what it observed, and when it was flushed."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def observe_batch(self, spans: Any) -> None:
+        self.events += [span.name for span in spans]
+
+    def force_flush(self, timeout_millis: int = 10_000) -> bool:
+        self.events.append("flush")
+        return True
+
+
+def test_shutdown_pushes_the_metrics_of_the_spans_it_drained() -> None:
+    recorder = _Recorder()
+    config = TelemetryConfig(
+        exporter_type="none", batch_config=BatchExportConfig(schedule_delay_millis=60_000)
+    )
+    manager = TelemetryManager(config, exporter=_Keep(), metrics=recorder)
+    for name in ("a", "b"):
+        with manager.span(name, tenant_id="acme"):
+            pass
+    assert manager.shutdown(timeout_millis=5000)
+    assert recorder.events == ["a", "b", "flush"]
+
+
+def test_metrics_without_observe_batch_are_refused_at_once() -> None:
+    with pytest.raises(TypeError, match="observe_batch"):
+        TelemetryManager(TelemetryConfig(exporter_type="none"), metrics=object())  # type: ignore[arg-type]

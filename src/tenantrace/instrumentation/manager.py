@@ -89,6 +89,8 @@ class TelemetryManager:
         """``metrics`` (a ``RedMetrics``, say) sees every batch the pipeline exports,
         scrubbed, once per span, on the export thread; ``force_flush`` flushes it too."""
         self.config = config if config is not None else TelemetryConfig.from_env()
+        if metrics is not None and not callable(getattr(metrics, "observe_batch", None)):
+            raise TypeError(f"metrics must have an observe_batch(spans) method: {metrics!r}")
         self.metrics = metrics
         self.config.validate()
         self._sampler = sampler if sampler is not None else _get_from_env_or_default()
@@ -388,7 +390,8 @@ class TelemetryManager:
             return False
 
     def shutdown(self, timeout_millis: int = 30_000) -> bool:
-        """Flush and stop the pipeline; later spans are no-ops."""
+        """Flush and stop the pipeline (and push the ``metrics``' last points); later
+        spans are no-ops. The ``metrics`` object itself is yours to shut down."""
         self._is_shutdown = True
         pipeline, self._pipeline, self._registry = self._pipeline, None, None
         if self is _global_manager._manager:
@@ -397,7 +400,11 @@ class TelemetryManager:
         if pipeline is None:
             return True
         try:
-            return pipeline.shutdown(timeout_millis)
+            done = pipeline.shutdown(timeout_millis)
+            flush_metrics = getattr(self.metrics, "force_flush", None)
+            if flush_metrics is not None:  # the spans drained at shutdown were observed
+                done = bool(flush_metrics(timeout_millis)) and done
+            return done
         except Exception as exc:
             self.warn_once("shutdown", "tenantrace: shutdown failed (%r)", exc)
             return False

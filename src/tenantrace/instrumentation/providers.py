@@ -297,16 +297,23 @@ class TenantRegistry:
         return self._create(key)
 
     def _create(self, key: ProviderKey) -> TenantTracerProvider:
-        # A tenant back after eviction (10,000 tenants round-robin: every span):
-        # taken back without the lock. Each step is one atomic dict operation; the
-        # worst a race does is build a second provider for a tenant (as a new one).
-        provider = self._evicted.pop(key, None)
-        if provider is not None:
-            self.misses += 1
-            self._providers[key] = provider
-            self._evict_past_capacity()
-            return provider
-        # Validation happens only here, when the key is new: every cached key is valid.
+        with self._lock:
+            # A tenant back after eviction (10,000 tenants round-robin: every span):
+            # one pop, one insert, one eviction. Under the lock, a provider is never
+            # in neither dict for another thread to build anew.
+            provider = self._evicted.pop(key, None)
+            if provider is None:
+                provider = self._providers.get(key)
+                if provider is not None:  # another thread brought it back meanwhile
+                    self.hits += 1
+                    return provider
+            else:
+                self.misses += 1
+                self._providers[key] = provider
+                self._evict_past_capacity()
+                return provider
+        # A new tenant. Validated here, when the key is new (every cached key is valid),
+        # outside the lock: a bad id raises ValueError.
         project_name = self._config.get_project_name(*key)
         with self._lock:
             found = self._providers.get(key)
@@ -322,21 +329,17 @@ class TenantRegistry:
             return provider
 
     def _evict_past_capacity(self) -> None:
-        # Nothing is queued inside a provider, so eviction loses no span; spans still
-        # open on an evicted provider end into the pipeline (see _evicted).
+        """Lock held: the least recently used providers past capacity to ``_evicted``.
+
+        Nothing is queued inside a provider, so eviction loses no span; spans still
+        open on an evicted provider end into the pipeline (see ``_evicted``)."""
         providers, evicted = self._providers, self._evicted
         while len(providers) > self._capacity:
-            try:
-                evicted_key, provider = providers.popitem(last=False)
-            except KeyError:  # another thread evicted the last one over capacity
-                return
+            evicted_key, provider = providers.popitem(last=False)
             self.evictions += 1
             evicted[evicted_key] = provider
             if len(evicted) > self._max_evicted:
-                try:  # noqa: SIM105 - a hot path: try costs nothing, suppress() ~300 ns
-                    evicted.popitem(last=False)
-                except KeyError:
-                    pass
+                evicted.popitem(last=False)
 
     def _build(self, tenant_id: str, project_name: str) -> TenantTracerProvider:
         self.providers_created += 1

@@ -246,10 +246,15 @@ class SeriesAggregator:
             slots = self._slots
             try:
                 targets = list(map(slots.__getitem__, keys))
-            except KeyError:  # a raw key not seen before (or the table restarted)
-                for key in dict.fromkeys(keys):
-                    if key not in slots:
-                        self._new_slot(key)
+            except KeyError:  # raw keys not seen before
+                new = [key for key in dict.fromkeys(keys) if key not in slots]
+                if len(slots) + len(new) > _MAX_SLOTS:
+                    # Restarted before the batch's keys are made, never in between (a
+                    # key made, then cleared, would cost the batch its count).
+                    self._restart()
+                    new = list(dict.fromkeys(keys))
+                for key in new:
+                    self._new_slot(key)
                 targets = list(map(slots.__getitem__, keys))
             deque(map(list.append, targets, durations), maxlen=0)
             if errors:
@@ -266,7 +271,9 @@ class SeriesAggregator:
         if self._kinds is None:
             return 0
         ignored = self._slots.get(_IGNORED)
-        return 0 if ignored is None else targets.count(ignored)
+        # By identity: list.count compares by value, and a counted series' pending
+        # durations may equal the ignored slot's.
+        return 0 if ignored is None else sum(target is ignored for target in targets)
 
     def _robust(
         self, spans: Sequence[Any]
@@ -288,12 +295,15 @@ class SeriesAggregator:
                 errors.append(key)
         return keys, durations, errors
 
+    def _restart(self) -> None:
+        """The raw-key table is full (many raw tenants folded into "other"): aggregate
+        what is pending, then start the table over (the folding decisions stay)."""
+        self._fold()
+        self._slots.clear()
+        self._slot_of.clear()
+        self._slot_list.clear()
+
     def _new_slot(self, key: tuple[str, str, int]) -> None:
-        if len(self._slots) >= _MAX_SLOTS:  # cold: many raw tenants folded into "other"
-            self._fold()
-            self._slots.clear()
-            self._slot_of.clear()
-            self._slot_list.clear()
         tenant, operation, kind = key
         if self._kinds is not None and kind not in self._kinds:
             # Every span of a kind not counted goes to one slot, never aggregated.
