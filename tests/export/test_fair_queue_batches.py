@@ -83,3 +83,41 @@ def test_many_tenants_with_one_item_each_drain_oldest_first(tenants: int, max_ba
         assert len(batch) == min(max_batch, tenants - len(taken))
         taken += owners
     assert taken == [f"t{i}" for i in range(tenants)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.one_of(st.integers(min_value=0, max_value=30), st.just(-1)), min_size=1, max_size=300
+    ),
+    max_batch=st.integers(min_value=1, max_value=16),
+)
+def test_submits_and_takes_interleaved_take_each_item_once_in_order(
+    steps: list[int], max_batch: int
+) -> None:
+    """Taken tenant lists are reused for later tenants: no item is taken twice, lost,
+    or handed to another tenant, whatever the order of submits and takes."""
+    queue = _Queue(BatchExportConfig(max_queue_size=1000, max_export_batch_size=max_batch))
+    sent: dict[str, list[tuple[str, int]]] = {}
+    taken: dict[str, list[tuple[str, int]]] = {}
+    for number, step in enumerate(steps):
+        if step < 0:
+            with queue._lock:
+                batch, owners = queue._take_batch()
+            for item, owner in zip(batch, owners, strict=True):
+                assert item[0] == owner
+                taken.setdefault(owner, []).append(item)
+            continue
+        tenant = f"t{step}"
+        item = (tenant, number)
+        sent.setdefault(tenant, []).append(item)
+        queue.submit(item, tenant)
+    while queue.queued:
+        with queue._lock:
+            batch, owners = queue._take_batch()
+        assert batch
+        for item, owner in zip(batch, owners, strict=True):
+            taken.setdefault(owner, []).append(item)
+    assert taken == sent
+    assert len(queue._spare) <= max_batch
+    assert all(not spare for spare in queue._spare)

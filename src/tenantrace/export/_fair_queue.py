@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from itertools import chain, islice, repeat
+from operator import itemgetter
 from typing import Generic, TypeVar
 
 from tenantrace.export.config import BatchExportConfig
@@ -67,6 +69,10 @@ class FairQueue(Generic[T]):
         # A list per tenant, not a deque: most tenants of a many-tenant service have
         # one or two items queued, and a deque costs a 600-byte block for each.
         self._queues: dict[str, list[T]] = {}
+        # Emptied tenant lists, kept for the next tenants: with thousands of tenants
+        # a queued span is a tenant's whole list, and every new list counts toward the
+        # garbage collector's next collection. At most a batch of them.
+        self._spare: list[list[T]] = []
         self._size = 0
         # While the queue is (nearly) full: tenants by the length of their queue
         # (insertion-ordered sets) and the longest length. None otherwise.
@@ -97,9 +103,8 @@ class FairQueue(Generic[T]):
                 return
             queue = self._queues.get(tenant_id)
             if queue is None:
-                queue = self._queues[tenant_id] = [item]
-            else:
-                queue.append(item)
+                queue = self._queues[tenant_id] = self._spare.pop() if self._spare else []
+            queue.append(item)
             self._size += 1
             if self._by_len is not None:
                 self._moved(tenant_id, len(queue) - 1, len(queue))
@@ -207,8 +212,10 @@ class FairQueue(Generic[T]):
         """Lock held, the whole queue fits one batch: every tenant's items, tenant by
         tenant (as fair as a batch gets), without a step per tenant in Python."""
         queues, self._queues = self._queues, {}
-        batch = list(chain.from_iterable(queues.values()))
-        owners = list(chain.from_iterable(map(repeat, queues, map(len, queues.values()))))
+        lists = list(queues.values())
+        batch = list(chain.from_iterable(lists))
+        owners = list(chain.from_iterable(map(repeat, queues, map(len, lists))))
+        self._keep_spare(lists)
         self._size = 0
         self._not_full.notify_all()
         return batch, owners
@@ -216,9 +223,18 @@ class FairQueue(Generic[T]):
     def _take_first_tenants(self, room: int) -> tuple[list[T], list[str]]:
         """Lock held, one item queued per tenant (thousands of tenants): the ``room``
         tenants queued longest, one item each, as the round-robin takes them."""
-        queues = self._queues
-        owners = list(islice(queues, room))
-        batch = [queues.pop(tenant_id)[0] for tenant_id in owners]
+        owners = list(islice(self._queues, room))
+        lists = list(map(self._queues.pop, owners))
+        batch = list(map(itemgetter(0), lists))
+        self._keep_spare(lists)
         self._size -= room
         self._not_full.notify_all()
         return batch, owners
+
+    def _keep_spare(self, lists: list[list[T]]) -> None:
+        """Lock held: taken tenant lists, emptied, kept for reuse (up to a batch)."""
+        room = self._max_batch - len(self._spare)
+        if room > 0:
+            kept = lists[:room]
+            deque(map(list.clear, kept), maxlen=0)
+            self._spare += kept
