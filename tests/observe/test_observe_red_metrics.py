@@ -335,12 +335,14 @@ class _Recorder:
 
     def __init__(self) -> None:
         self.events: list[str] = []
+        self.timeouts: list[int] = []
 
     def observe_batch(self, spans: Any) -> None:
         self.events += [span.name for span in spans]
 
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
         self.events.append("flush")
+        self.timeouts.append(timeout_millis)
         return True
 
 
@@ -353,8 +355,13 @@ def test_shutdown_pushes_the_metrics_of_the_spans_it_drained() -> None:
     for name in ("a", "b"):
         with manager.span(name, tenant_id="acme"):
             pass
-    assert manager.shutdown(timeout_millis=5000)
+    assert manager.force_flush(timeout_millis=4000)
     assert recorder.events == ["a", "b", "flush"]
+    assert 0 < recorder.timeouts[0] <= 4000  # what was left of the caller's timeout
+    with manager.span("c", tenant_id="acme"):
+        pass
+    assert manager.shutdown(timeout_millis=5000)  # drains "c", then pushes its points
+    assert recorder.events == ["a", "b", "flush", "c", "flush"]
 
 
 def test_metrics_without_observe_batch_are_refused_at_once() -> None:

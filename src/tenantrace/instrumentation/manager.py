@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -379,12 +380,10 @@ class TelemetryManager:
         pipeline = self._pipeline
         if pipeline is None:
             return True
+        deadline = time.monotonic() + max(0, timeout_millis) / 1000
         try:
             flushed = pipeline.force_flush(timeout_millis)
-            flush_metrics = getattr(self.metrics, "force_flush", None)
-            if flush_metrics is not None:
-                flushed = bool(flush_metrics(timeout_millis)) and flushed
-            return flushed
+            return self._flush_metrics(deadline) and flushed
         except Exception as exc:
             self.warn_once("flush", "tenantrace: force_flush failed (%r)", exc)
             return False
@@ -399,15 +398,22 @@ class TelemetryManager:
             _global_manager._publish_gates(self)
         if pipeline is None:
             return True
+        deadline = time.monotonic() + max(0, timeout_millis) / 1000
         try:
             done = pipeline.shutdown(timeout_millis)
-            flush_metrics = getattr(self.metrics, "force_flush", None)
-            if flush_metrics is not None:  # the spans drained at shutdown were observed
-                done = bool(flush_metrics(timeout_millis)) and done
-            return done
+            # The spans drained at shutdown were observed: their points go out too.
+            return self._flush_metrics(deadline) and done
         except Exception as exc:
             self.warn_once("shutdown", "tenantrace: shutdown failed (%r)", exc)
             return False
+
+    def _flush_metrics(self, deadline: float) -> bool:
+        """Push the ``metrics``' points within what is left of the caller's timeout."""
+        flush = getattr(self.metrics, "force_flush", None)
+        if flush is None:
+            return True
+        left_millis = int((deadline - time.monotonic()) * 1000)
+        return left_millis > 0 and bool(flush(left_millis))
 
     # ---------------------------------------------------------------- stats
 
