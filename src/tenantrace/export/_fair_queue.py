@@ -178,10 +178,11 @@ class FairQueue(Generic[T]):
     def _take_batch(self) -> tuple[list[T], list[str]]:
         """Lock held: up to one batch, round-robin over tenants, and each item's tenant."""
         room = min(self._max_batch, self._size)
-        if self._by_len is None and room and room == self._size:
-            return self._take_all()
-        if self._by_len is None and room and self._size == len(self._queues):
-            return self._take_first_tenants(room)
+        if self._by_len is None and room:
+            if room == self._size:
+                return self._take_all()
+            if self._size == len(self._queues):
+                return self._take_first_tenants(room)
         batch: list[T] = []
         owners: list[str] = []
         while len(batch) < room:

@@ -118,13 +118,10 @@ class TelemetryManager:
         self._explicit_exporter = exporter
         self._is_shutdown = False
         if self.config.enabled and self.config.level is not TelemetryLevel.DISABLED:
-            self._build_pipeline()
+            build_pipeline(self)
         register_fork_hook(self._after_fork_in_child)
 
     # ------------------------------------------------------------ building
-
-    def _build_pipeline(self) -> None:
-        build_pipeline(self)
 
     def _after_fork_in_child(self) -> None:
         # A forked worker is a new process: new service.instance.id, fresh
