@@ -229,6 +229,14 @@ _logging_make_record: Callable[..., logging.LogRecord] | None = None
 _active: Callable[..., logging.LogRecord] | None = None  # the replacement in place
 
 
+def _add_extra(values: dict[str, Any], extra: Mapping[str, object]) -> None:
+    """Logging's own handling of ``extra`` (as its ``makeRecord``)."""
+    for key in extra:
+        if key in ("message", "asctime") or key in values:
+            raise KeyError(f"Attempt to overwrite {key!r} in LogRecord")
+        values[key] = extra[key]
+
+
 def _finish(record: logging.LogRecord, extra: Mapping[str, object] | None) -> logging.LogRecord:
     """The replacement's other paths: a call with ``extra``, or a record made in a
     context that is not empty (a span, a tenant scope, baggage...).
@@ -250,19 +258,11 @@ def _finish(record: logging.LogRecord, extra: Mapping[str, object] | None) -> lo
             record.service_name,
             record.project_name,
         ) = fields
-        values = record.__dict__
-        for key in extra:  # logging's own handling of ``extra``
-            if key in ("message", "asctime") or key in values:
-                raise KeyError(f"Attempt to overwrite {key!r} in LogRecord")
-            values[key] = extra[key]
+        _add_extra(record.__dict__, extra)
         return record
     if extra is not None:
-        values = record.__dict__
-        for key in extra:  # logging's own handling of ``extra``
-            if key in ("message", "asctime") or key in values:
-                raise KeyError(f"Attempt to overwrite {key!r} in LogRecord")
-            values[key] = extra[key]
-        fill(values, current_fields())  # where ``extra`` did not set them
+        _add_extra(record.__dict__, extra)
+        fill(record.__dict__, current_fields())  # where ``extra`` did not set them
         return record
     ctx = get_context()
     if ctx and (ctx.get(SPAN_KEY_OR_EMPTY) is not None or ctx.get(TENANT_KEY_OR_EMPTY) is not None):

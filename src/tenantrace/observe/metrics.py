@@ -37,7 +37,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import OrderedDict
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from itertools import repeat
 from operator import attrgetter
 from typing import Any, Final
@@ -206,18 +206,21 @@ class RedMetrics:
     def record_once(self, spans: Sequence[ReadableSpan]) -> None:
         """Count each span of ``spans`` not counted by ``record_once`` before (by trace
         and span id, the last 65,536 remembered); never raises."""
-        try:
-            fresh = self._fresh(spans)
-        except Exception:  # metrics must never cost a span its export
-            return
-        if fresh:
-            self._count(fresh)
+        self._count_new(self._fresh, spans)
 
     def record_exported(self, spans: Sequence[ReadableSpan]) -> None:
         """Count each span of ``spans`` this RedMetrics has not counted here before
         (a mark on the span object: see ``_DICT``); never raises."""
+        self._count_new(self._unmarked, spans)
+
+    def _count_new(
+        self,
+        new: Callable[[Sequence[ReadableSpan]], Sequence[ReadableSpan]],
+        spans: Sequence[ReadableSpan],
+    ) -> None:
+        """Count the spans of ``spans`` that ``new`` says were not counted before."""
         try:
-            fresh = self._unmarked(spans)
+            fresh = new(spans)
         except Exception:  # metrics must never cost a span its export
             return
         if fresh:
